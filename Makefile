@@ -1,0 +1,57 @@
+# PayEasy: `make run` serves the template locally, `make test` checks everything. Both set themselves up.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+SAMVENV := .venv-sam
+PY      := $(VENV)/bin/python
+PY313    = $(shell tools/find-python313)
+PIP_FLAGS := -q --disable-pip-version-check --require-hashes
+
+TEMPLATE ?= template.yaml
+ARGS ?=
+
+help:
+	@echo "make run    - start the local stack (API :3000, AWS endpoint :4566)"
+	@echo "make test   - set up, lint, type-check and run every test"
+	@echo "make bench  - speed figures (not part of make test)"
+	@echo "make build  - sam build (offline, python3.13 on PATH)"
+
+$(VENV)/.installed: requirements.lock
+	@py=$$(tools/find-python313) || exit 1; test -x $(PY) || $$py -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements.lock
+	@touch $@
+
+$(SAMVENV)/.installed: tools/sam.lock
+	@py=$$(tools/find-python313) || exit 1; test -x $(SAMVENV)/bin/python || $$py -m venv $(SAMVENV)
+	$(SAMVENV)/bin/pip install $(PIP_FLAGS) -r tools/sam.lock
+	@touch $@
+
+setup: $(VENV)/.installed $(SAMVENV)/.installed
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	@if [ -f $(TEMPLATE) ]; then $(MAKE) --no-print-directory lint-template; fi
+
+lint-template: setup
+	$(SAMVENV)/bin/sam validate --lint --template $(TEMPLATE)
+	$(VENV)/bin/cfn-lint $(TEMPLATE)
+	$(PY) -m local lint --template $(TEMPLATE)
+
+test: lint
+	$(PY) -m pytest -q $(ARGS)
+
+run: setup
+	$(PY) -m local start --template $(TEMPLATE) $(ARGS)
+
+bench: setup
+	$(PY) -m bench $(ARGS)
+
+build: setup
+	PATH="$$(dirname $$(tools/find-python313)):$$PATH" $(SAMVENV)/bin/sam build --template $(TEMPLATE)
+
+lock:
+	@echo "regenerate with: uv pip compile pyproject.toml --group dev --generate-hashes -o requirements.lock"
+
+.PHONY: help setup lint lint-template test run bench build lock
