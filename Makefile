@@ -1,5 +1,6 @@
 # PayEasy: `make run` serves the template locally, `make test` checks everything. Both set themselves up.
 SHELL := /bin/bash
+export SAM_CLI_TELEMETRY := 0
 .DEFAULT_GOAL := help
 
 VENV    := .venv

@@ -504,3 +504,87 @@ Resources:
     ):
         load_stack(path)
     assert list(load_stack(path, parameter_overrides={"Vpc": "vpc-1"}).queues) == ["vpc-1"]
+
+
+# The lead's end-to-end fixture (read, never edited here): the runtime relies on every value below.
+E2E = Path(__file__).parent / "fixtures" / "stack" / "template.yaml"
+
+
+def test_end_to_end_fixture_stack_loads_fully():
+    model = load_stack(E2E)
+    base = E2E.parent.resolve()
+    assert model.unsupported == []
+    assert sorted(f.logical_id for f in model.functions.values()) == [
+        "ApiFunction",
+        "LimitedFunction",
+        "SlowFunction",
+        "StepFunction",
+        "WorkerFunction",
+    ]
+    api_fn = model.functions["sam-app-ApiFunction"]
+    assert api_fn.layer_dirs == [base / "layers" / "shared"]
+    assert api_fn.code_dir == base / "functions" / "api"
+    assert (api_fn.timeout, api_fn.memory_size, api_fn.tracing) == (5, 256, True)
+    assert api_fn.environment == {
+        "TABLE_NAME": "sam-app-OrdersTable",
+        "GREETING": "hello",
+        "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:sam-app-ExpressMachine",
+    }
+    assert model.functions["sam-app-SlowFunction"].timeout == 1
+    assert model.functions["sam-app-LimitedFunction"].reserved_concurrency == 1
+
+    express = model.state_machines["sam-app-ExpressMachine"]
+    assert (express.type, express.tracing) == ("EXPRESS", True)
+    assert "${" not in express.definition
+    assert json.loads(express.definition)["States"]["Validate"]["Resource"] == PREFIX + "sam-app-StepFunction"
+    nightly = json.loads(model.state_machines["sam-app-NightlyMachine"].definition)
+    assert nightly["States"]["RunChild"]["Parameters"]["StateMachineArn"] == express.arn
+    tick = model.state_machines["sam-app-TickMachine"]
+    assert json.loads(tick.definition) == {
+        "StartAt": "Tick",
+        "States": {"Tick": {"Type": "Pass", "End": True}},
+    }
+
+    (schedule,) = model.schedules.values()
+    assert (schedule.name, schedule.expression, schedule.target_arn, schedule.input, schedule.kind) == (
+        "TickMachineEveryFiveMinutes",
+        "rate(5 minutes)",
+        tick.arn,
+        '{"source": "schedule"}',
+        "scheduler",
+    )
+    (mapping,) = model.event_source_mappings
+    assert (mapping.function_name, mapping.event_source_arn, mapping.batch_size) == (
+        "sam-app-WorkerFunction",
+        "arn:aws:sqs:us-east-1:123456789012:sam-app-WorkQueue",
+        5,
+    )
+    assert mapping.report_batch_item_failures is True
+    assert sorted(model.queues) == ["sam-app-EventsQueue", "sam-app-WorkDLQ", "sam-app-WorkQueue"]
+    assert json.loads(model.queues["sam-app-WorkQueue"].attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": "arn:aws:sqs:us-east-1:123456789012:sam-app-WorkDLQ",
+        "maxReceiveCount": 2,
+    }
+    assert [s.endpoint for s in model.topics["sam-app-EventsTopic"].subscriptions] == [
+        model.queues["sam-app-EventsQueue"].arn
+    ]
+
+    api = model.apis["OrdersApi"]
+    assert (api.stage_name, api.tracing) == ("dev", True)
+    assert {(r.method, r.path, r.api_key_required) for r in api.routes} == {
+        ("POST", "/orders", True),
+        ("GET", "/orders/{id}", True),
+        ("GET", "/health", False),
+    }
+    assert [(k.name, k.value, k.enabled) for k in api.api_keys] == [
+        ("fixture-key", "fixture-key-0123456789abcdef", True)
+    ]
+    assert model.outputs == {"ApiUrl": f"https://{api.rest_api_id}.execute-api.us-east-1.amazonaws.com/dev/"}
+
+
+def test_end_to_end_fixture_prod_condition_adds_queue_and_moves_the_stage():
+    model = load_stack(E2E, parameter_overrides={"Stage": "prod"})
+    assert "sam-app-ProdOnlyQueue" in model.queues
+    api = model.apis["OrdersApi"]
+    # The usage plan follows the stage parameter, so the key stays attached.
+    assert api.stage_name == "prod" and [k.value for k in api.api_keys] == ["fixture-key-0123456789abcdef"]

@@ -1,0 +1,95 @@
+"""`make bench`: speed figures, printed side by side in one run. Not part of `make test`.
+
+python -m bench            # local runtime: EXPRESS StartSyncExecution, ours vs stock moto
+python -m bench --count 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from bench.stats import Figures, figures, table
+from local.clock import RealClock
+from local.runtime import LocalRuntime, RuntimeConfig, client_environment
+
+HERE = Path(__file__).parent
+
+
+def _sync_runs(sfn: Any, arn: str, count: int, workers: int) -> tuple[list[float], float]:
+    samples: list[float] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        t0 = time.perf_counter()
+        out = sfn.start_sync_execution(stateMachineArn=arn, input=json.dumps({"i": i}))
+        if out["status"] != "SUCCEEDED":
+            raise RuntimeError(f"benchmark execution failed: {out}")
+        with lock:
+            samples.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, range(count)))
+    return samples, time.perf_counter() - start
+
+
+def bench_local(count: int) -> None:
+    config = RuntimeConfig(template=HERE / "fixture" / "template.yaml", aws_port=0, api_port=0, xray_port=0)
+    config.echo_logs = False
+    with LocalRuntime(config, clock=RealClock()) as rt:
+        os.environ.update(client_environment(rt.endpoint_url, "us-east-1"))
+        sfn = boto3.client("stepfunctions", endpoint_url=rt.endpoint_url, region_name="us-east-1")
+        arns = {sm.logical_id: sm.arn for sm in rt.model.state_machines.values()}
+        _sync_runs(sfn, arns["FiveTasks"], 30, 1)  # warm: environments started, definitions parsed
+        _sync_runs(sfn, arns["FivePasses"], 30, 1)
+        rows: list[Figures] = []
+        samples, wall = _sync_runs(sfn, arns["FiveTasks"], count, 1)
+        rows.append(figures("local runtime, 5 Lambda tasks, StartSyncExecution, 1 client", samples, wall))
+        samples, wall = _sync_runs(sfn, arns["FiveTasks"], count, 4)
+        rows.append(figures("local runtime, 5 Lambda tasks, StartSyncExecution, 4 clients", samples, wall))
+        samples, wall = _sync_runs(sfn, arns["FivePasses"], count, 1)
+        passes = figures("local runtime, 5 Pass states, StartSyncExecution, 1 client", samples, wall)
+        rows.append(passes)
+    stock = subprocess.run(
+        [sys.executable, "-m", "bench.stock_moto", str(count)], capture_output=True, text=True, check=True
+    )
+    stock_fig = Figures(**json.loads(stock.stdout.strip().splitlines()[-1]))
+    rows.append(stock_fig)
+    per_state_task = rows[0].p50_ms / 5
+    per_state_pass = passes.p50_ms / 5
+    print(
+        table(
+            rows,
+            {
+                "per-state overhead (p50 / 5 states)": (
+                    f"Lambda task {per_state_task:.2f} ms, Pass {per_state_pass:.2f} ms (ours), "
+                    f"Pass {stock_fig.p50_ms / 5:.2f} ms (stock moto)"
+                ),
+                "targets (issue 3)": "5-task workflow >= 150 exec/s and p99 <= 50 ms",
+            },
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("suite", nargs="?", default="local", choices=["local"])
+    parser.add_argument("--count", type=int, default=300)
+    args = parser.parse_args()
+    if args.suite == "local":
+        bench_local(args.count)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""One local AWS endpoint: moto's server app behind a threaded werkzeug server.
+
+Every service (Step Functions, DynamoDB, SQS, SNS, Secrets Manager, Logs, CloudWatch, X-Ray, Scheduler,
+Events, Lambda, IAM, STS) is routed by moto from the request's SigV4 credential scope, so one port serves
+them all. Step Functions' real ASL engine is switched on in-process here; the engine's own hooks (Lambda
+tasks, integrations, clock, ...) live in ``local.moto_adapter``.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Middleware = Callable[[WSGIApp], WSGIApp]
+
+
+class PortInUseError(RuntimeError):
+    """The endpoint's port is taken by another process."""
+
+
+def enable_step_functions_execution() -> None:
+    """Turn on moto's ASL interpreter for this process (what ``POST /moto-api/config`` would do)."""
+    from moto.core.config import default_user_config
+
+    default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
+
+
+def _strip_sync_host_prefix(app: WSGIApp) -> WSGIApp:
+    """boto3/the AWS CLI send StartSyncExecution to ``sync-<host>`` unless host prefix injection is disabled;
+    a client that can resolve that name still reaches us, so present the plain host to moto."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        host = environ.get("HTTP_HOST", "")
+        if host.startswith("sync-"):
+            environ["HTTP_HOST"] = host[len("sync-") :]
+        return app(environ, start_response)
+
+    return wrapped
+
+
+class AwsEndpoint:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 4566, middlewares: Sequence[Middleware] = ()
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self._middlewares = list(middlewares)
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self._requested_port
+        return int(self._server.server_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def build_app(self) -> WSGIApp:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        app: WSGIApp = DomainDispatcherApplication(create_backend_app)
+        # First middleware in the list is the outermost: it sees each request first.
+        for middleware in reversed(self._middlewares):
+            app = middleware(app)
+        return _strip_sync_host_prefix(app)
+
+    def start(self) -> AwsEndpoint:
+        if self._server is not None:
+            return self
+        enable_step_functions_execution()
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+        class QuietHandler(MotoRequestHandler):
+            # One access-log line per AWS call drowns the runtime's own output.
+            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+                return None
+
+        try:
+            self._server = make_server(
+                self.host,
+                self._requested_port,
+                self.build_app(),
+                threaded=True,
+                request_handler=QuietHandler,
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    f"port {self._requested_port} on {self.host} is already in use (AWS endpoint)"
+                ) from None
+            raise
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"aws-endpoint-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> AwsEndpoint:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,333 @@
+"""`python -m local ...`: start the stack, invoke one function, lint a template, inspect executions.
+
+Every failure a user can cause (port in use, bad template, missing handler, bad event file) ends in
+one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+DEFAULT_AWS_PORT = 4566
+DEFAULT_API_PORT = 3000
+DEFAULT_XRAY_PORT = 2000
+
+
+class CliError(Exception):
+    """One line for the user; exit code 2."""
+
+
+def parse_overrides(values: list[str]) -> dict[str, str]:
+    """Accepts `Key=Value` and SAM's `ParameterKey=Key,ParameterValue=Value`, space or repeat separated."""
+    result: dict[str, str] = {}
+    for raw in values:
+        for item in raw.split():
+            if item.startswith("ParameterKey="):
+                parts = dict(p.split("=", 1) for p in item.split(",") if "=" in p)
+                if "ParameterValue" not in parts:
+                    raise CliError(
+                        f"bad parameter override {item!r}: expected ParameterKey=K,ParameterValue=V"
+                    )
+                result[parts["ParameterKey"]] = parts["ParameterValue"]
+            elif "=" in item:
+                key, value = item.split("=", 1)
+                result[key] = value
+            else:
+                raise CliError(f"bad parameter override {item!r}: expected Key=Value")
+    return result
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise CliError(f"{name} must be a port number, got {value!r}") from exc
+
+
+def _add_template_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--template", "-t", type=Path, default=Path("template.yaml"))
+    p.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--region", default=None)
+    p.add_argument("--stack-name", default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    start = sub.add_parser(
+        "start", help="serve the template: AWS endpoint, API, Lambdas, workflows, schedules"
+    )
+    _add_template_args(start)
+    start.add_argument("--host", default=os.environ.get("LOCAL_HOST", "127.0.0.1"))
+    start.add_argument(
+        "--port", type=int, default=None, help="AWS endpoint port (env LOCAL_AWS_PORT, default 4566)"
+    )
+    start.add_argument(
+        "--api-port", type=int, default=None, help="API Gateway port (env LOCAL_API_PORT, default 3000)"
+    )
+    start.add_argument("--xray-port", type=int, default=None, help="X-Ray daemon UDP port (default 2000)")
+    start.add_argument(
+        "--clock-scale",
+        type=float,
+        default=float(os.environ.get("LOCAL_CLOCK_SCALE", "1")),
+        help="virtual seconds per real second (60: a Wait of one minute takes one second)",
+    )
+
+    invoke = sub.add_parser("invoke", help="invoke one function once (like `sam local invoke`)")
+    invoke.add_argument("function", help="logical id or function name")
+    invoke.add_argument("--event", "-e", type=Path, default=None, help="event JSON file ('-' for stdin)")
+    invoke.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="invoke through a running `start` (default: a private stack is started for this call)",
+    )
+    _add_template_args(invoke)
+
+    lint = sub.add_parser(
+        "lint", help="check the template's state machines (ASL) and the translated template"
+    )
+    _add_template_args(lint)
+
+    execs = sub.add_parser("executions", help="list executions of the running stack's state machines")
+    execs.add_argument("--endpoint-url", default=f"http://127.0.0.1:{DEFAULT_AWS_PORT}")
+    execs.add_argument("--state-machine", default=None, help="name or ARN (default: all)")
+    execs.add_argument("--region", default=None)
+
+    hist = sub.add_parser("history", help="print an execution's history events")
+    hist.add_argument("execution_arn")
+    hist.add_argument("--endpoint-url", default=f"http://127.0.0.1:{DEFAULT_AWS_PORT}")
+    hist.add_argument("--region", default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "start":
+            return cmd_start(args)
+        if args.command == "invoke":
+            return cmd_invoke(args)
+        if args.command == "lint":
+            return cmd_lint(args)
+        if args.command == "executions":
+            return cmd_executions(args)
+        return cmd_history(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _user_error(exc: BaseException) -> CliError | None:
+    """Map the runtime's own clear errors (and OS-level ones) to a one-line CLI error."""
+    from local.errors import LocalRuntimeError
+
+    if isinstance(exc, LocalRuntimeError):
+        return CliError(str(exc))
+    if isinstance(exc, FileNotFoundError):
+        return CliError(f"file not found: {exc.filename}")
+    return None
+
+
+def _runtime_config(args: argparse.Namespace, *, ports: tuple[int, int, int]) -> Any:
+    from local.runtime import RuntimeConfig
+
+    return RuntimeConfig(
+        template=args.template,
+        parameter_overrides=parse_overrides(args.parameter_overrides),
+        region=args.region,
+        stack_name=args.stack_name,
+        host=getattr(args, "host", "127.0.0.1"),
+        aws_port=ports[0],
+        api_port=ports[1],
+        xray_port=ports[2],
+    )
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from local.clock import RealClock
+    from local.runtime import LocalRuntime
+
+    ports = (
+        args.port if args.port is not None else _env_int("LOCAL_AWS_PORT", DEFAULT_AWS_PORT),
+        args.api_port if args.api_port is not None else _env_int("LOCAL_API_PORT", DEFAULT_API_PORT),
+        args.xray_port if args.xray_port is not None else _env_int("LOCAL_XRAY_PORT", DEFAULT_XRAY_PORT),
+    )
+    if args.clock_scale <= 0:
+        raise CliError("--clock-scale must be > 0")
+    runtime = LocalRuntime(_runtime_config(args, ports=ports), clock=RealClock(scale=args.clock_scale))
+    try:
+        runtime.start()
+    except Exception as exc:
+        err = _user_error(exc)
+        if err is None:
+            raise
+        raise err from exc
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(describe(runtime), flush=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping ...", file=sys.stderr, flush=True)
+        runtime.stop()
+    return 0
+
+
+def describe(runtime: Any) -> str:
+    """The start-up banner: where everything is, and the names a user needs."""
+    model = runtime.model
+    lines = [
+        f"stack {model.stack_name} ({model.region}) from {model.template_path}",
+        f"  AWS endpoint   {runtime.endpoint_url}   (boto3/aws: --endpoint-url {runtime.endpoint_url},"
+        " AWS_DISABLE_HOST_PREFIX_INJECTION=true)",
+        f"  API Gateway    {runtime.api_url}",
+    ]
+    for api in model.apis.values():
+        for route in api.routes:
+            key = "  (x-api-key)" if route.api_key_required else ""
+            lines.append(f"    {route.method:6} {route.path}  -> {route.function_name}{key}")
+        for key_spec in api.api_keys:
+            lines.append(f"    API key {key_spec.name}: {key_spec.value}")
+    lines.append(f"  functions      {', '.join(sorted(model.functions)) or '-'}")
+    for sm in model.state_machines.values():
+        lines.append(f"  state machine  {sm.name} ({sm.type})  {sm.arn}")
+    for sched in model.schedules.values():
+        lines.append(f"  schedule       {sched.name}: {sched.expression} -> {sched.target_arn}")
+    lines.append("Ctrl-C stops.")
+    return "\n".join(lines)
+
+
+def _read_event(path: Path | None) -> bytes:
+    if path is None:
+        return b"{}"
+    try:
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read event file {path}: {exc.strerror}") from exc
+    try:
+        json.loads(raw or b"{}")
+    except json.JSONDecodeError as exc:
+        raise CliError(f"event file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    return raw or b"{}"
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    payload = _read_event(args.event)
+    if args.endpoint_url:
+        import boto3
+
+        client = boto3.client(
+            "lambda", endpoint_url=args.endpoint_url, region_name=args.region or "us-east-1"
+        )
+        try:
+            resp = client.invoke(FunctionName=args.function, Payload=payload, LogType="Tail")
+        except client.exceptions.ResourceNotFoundException as exc:
+            raise CliError(f"function {args.function!r} not found at {args.endpoint_url}") from exc
+        body = resp["Payload"].read().decode()
+        print(body)
+        return 1 if resp.get("FunctionError") else 0
+
+    from local.clock import RealClock
+    from local.runtime import LocalRuntime
+
+    runtime = LocalRuntime(_runtime_config(args, ports=(0, 0, 0)), clock=RealClock())
+    try:
+        runtime.start()
+    except Exception as exc:
+        err = _user_error(exc)
+        if err is None:
+            raise
+        raise err from exc
+    try:
+        model = runtime.model
+        spec = model.function_by_arn_or_name(args.function) or next(
+            (f for f in model.functions.values() if f.logical_id == args.function), None
+        )
+        if spec is None:
+            names = ", ".join(sorted(f.logical_id for f in model.functions.values()))
+            raise CliError(f"no function {args.function!r} in {args.template} (functions: {names})")
+        result = runtime.pool.invoke(spec.function_name, payload)
+        print(result.payload.decode())
+        return 1 if result.function_error else 0
+    finally:
+        runtime.stop()
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from local.asl_lint import lint_stack
+    from local.template_loader import load_stack
+
+    try:
+        model = load_stack(
+            args.template,
+            parameter_overrides=parse_overrides(args.parameter_overrides),
+            region=args.region or "us-east-1",
+            stack_name=args.stack_name,
+        )
+    except Exception as exc:
+        err = _user_error(exc)
+        if err is None:
+            raise
+        raise err from exc
+    problems = lint_stack(model)
+    for problem in problems:
+        print(problem)
+    print(
+        f"{args.template}: {len(model.state_machines)} state machine(s), {len(problems)} problem(s)",
+        file=sys.stderr,
+    )
+    return 1 if problems else 0
+
+
+def _sfn(endpoint_url: str, region: str | None) -> Any:
+    import boto3
+
+    return boto3.client("stepfunctions", endpoint_url=endpoint_url, region_name=region or "us-east-1")
+
+
+def cmd_executions(args: argparse.Namespace) -> int:
+    sfn = _sfn(args.endpoint_url, args.region)
+    try:
+        machines = sfn.list_state_machines()["stateMachines"]
+    except Exception as exc:  # connection refused etc.
+        raise CliError(
+            f"cannot reach {args.endpoint_url}: is `make run` running? ({exc.__class__.__name__})"
+        ) from exc
+    wanted = args.state_machine
+    for machine in machines:
+        if wanted and wanted not in (machine["name"], machine["stateMachineArn"]):
+            continue
+        for ex in sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]:
+            stop = ex.get("stopDate")
+            print(
+                f"{ex['status']:10} {machine['name']:30} {ex['startDate']} {stop or '-'} {ex['executionArn']}"
+            )
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    sfn = _sfn(args.endpoint_url, args.region)
+    try:
+        events = sfn.get_execution_history(executionArn=args.execution_arn)["events"]
+    except sfn.exceptions.ExecutionDoesNotExist as exc:
+        raise CliError(f"no execution {args.execution_arn}") from exc
+    for ev in events:
+        details = {k: v for k, v in ev.items() if k.endswith("EventDetails")}
+        detail = json.dumps(next(iter(details.values()), {}), default=str)
+        print(f"{ev['id']:>4} {ev['timestamp']} {ev['type']:32} {detail}")
+    return 0

@@ -1,0 +1,816 @@
+"""Lambda execution environments without Docker: one worker process per environment, reused warm.
+
+An environment is ``python bootstrap.py`` with the function's code and layers first on sys.path and a
+Lambda-shaped, otherwise clean, environment. It runs one invocation at a time; concurrent invocations start
+more environments, up to ReservedConcurrentExecutions (or the account limit), beyond which the invoke is
+throttled at once, as Lambda does for synchronous calls. Timeouts are real seconds: the environment is
+killed and the next invocation starts cold.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import math
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, cast
+
+from local.clock import Clock
+from local.lambda_runtime.bootstrap import HEADER, write_frame
+from local.model import FunctionSpec
+from local.ports import (
+    InvalidRequestContentException,
+    InvokeResult,
+    LambdaServiceError,
+    ResourceNotFoundException,
+    SegmentSink,
+    TooManyRequestsException,
+)
+from local.xray import TraceHeader, ensure_trace, is_trace_id, lambda_function_segment, lambda_service_segment
+from local.xray import new_segment_id as _new_segment_id
+from local.xray import parse_trace_header as _parse_trace_header
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100  # the figure Lambda's error message quotes
+LOG_TAIL_BYTES = 4096
+INIT_TIMEOUT = 10.0  # seconds Lambda gives the init phase, independent of the function's Timeout
+LOG_DRAIN_TIMEOUT = 2.0  # how long to wait for a finished invocation's last log lines
+ASYNC_RETRY_DELAYS = (60.0, 120.0)  # Lambda retries a failed async invocation twice, 1 then 2 minutes later
+MAX_EVENT_AGE = 6 * 3600.0  # an async event still throttled after this is dropped
+RUNTIME_VERSION = "python:3.13.local"
+# Host variables a worker may inherit; everything else (notably AWS_* and PYTHONPATH) is withheld.
+_INHERITED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "LD_LIBRARY_PATH", "SYSTEMROOT")
+_SIGNAL_WORDS = {
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGKILL: "killed",
+    signal.SIGABRT: "aborted",
+    signal.SIGTERM: "terminated",
+    signal.SIGBUS: "bus error",
+}
+
+LogSink = Callable[[str, str], None]
+
+
+class RequestTooLargeException(LambdaServiceError):
+    status_code = 413
+    error_type = "RequestTooLargeException"
+
+
+class ValidationException(LambdaServiceError):
+    status_code = 400
+    error_type = "ValidationException"
+
+
+class ThrottledException(TooManyRequestsException):
+    """Lambda's 429 carries a ``Reason`` saying which limit was hit."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("Rate Exceeded.")
+        self.reason = reason
+
+
+def _stderr_sink(function_name: str, line: str) -> None:
+    print(f"[{function_name}] {line}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class _Capture:
+    """One invocation's log, as the reader thread sees it."""
+
+    request_id: str
+    lines: list[str] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class _Environment:
+    """One execution environment: the worker process, its two frame pipes and its log reader thread."""
+
+    def __init__(
+        self,
+        argv_head: list[str],
+        spec: FunctionSpec,
+        env: dict[str, str],
+        emit: Callable[[str, _Capture | None], None],
+        capture: _Capture,
+    ) -> None:
+        self.nonce = uuid.uuid4().hex
+        self.capture: _Capture | None = capture
+        self.max_memory_mb = 0
+        self._emit = emit
+        ctrl_r, self._ctrl_w = os.pipe()
+        self._result_r, result_w = os.pipe()
+        layers = json.dumps([str(p) for p in layer_paths(spec.layer_dirs)])
+        try:
+            self.proc = subprocess.Popen(
+                [*argv_head, str(ctrl_r), str(result_w), self.nonce, layers],
+                env=env,
+                cwd=spec.code_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,  # one stream, in order, as CloudWatch shows it
+                pass_fds=(ctrl_r, result_w),
+                start_new_session=True,  # so a kill also takes the handler's own children
+            )
+        except BaseException:
+            os.close(self._ctrl_w)
+            os.close(self._result_r)
+            raise
+        finally:
+            os.close(ctrl_r)
+            os.close(result_w)
+        self.pid = self.proc.pid
+        self._fds: tuple[int, ...] = (self._ctrl_w, self._result_r)
+        self._dispose_lock = threading.Lock()
+        self._reader = threading.Thread(
+            target=self._read_log, name=f"lambda-log-{spec.function_name}-{self.pid}", daemon=True
+        )
+        self._reader.start()
+
+    # -- the log stream -------------------------------------------------------------------------------------
+    def _read_log(self) -> None:
+        stream = cast(IO[bytes], self.proc.stdout)
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            capture = self.capture
+            at = line.find(self.nonce)
+            if at < 0:
+                self._emit(line, capture)
+                continue
+            if at:  # the handler's unterminated last line
+                self._emit(line[:at], capture)
+            if capture is not None and capture.request_id == line[at + len(self.nonce) :]:
+                capture.done.set()
+        stream.close()
+
+    def drain(self, timeout: float) -> None:
+        self._reader.join(timeout)
+
+    # -- frames ---------------------------------------------------------------------------------------------
+    def send(self, message: dict[str, Any]) -> bool:
+        try:
+            write_frame(self._ctrl_w, message)
+        except OSError:  # the worker is gone
+            return False
+        return True
+
+    def receive(self, deadline: float) -> dict[str, Any] | None:
+        """The next frame, None if the worker exited; TimeoutError at ``deadline`` (monotonic)."""
+        header = self._read_exact(HEADER.size, deadline)
+        if header is None:
+            return None
+        body = self._read_exact(HEADER.unpack(header)[0], deadline)
+        return None if body is None else cast(dict[str, Any], json.loads(body))
+
+    def _read_exact(self, size: int, deadline: float) -> bytes | None:
+        buf = bytearray()
+        poller = select.poll()
+        poller.register(self._result_r, select.POLLIN)
+        while len(buf) < size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not poller.poll(remaining * 1000):
+                raise TimeoutError
+            try:
+                chunk = os.read(self._result_r, size - len(buf))
+            except OSError:  # disposed meanwhile
+                return None
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    # -- end of life ----------------------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def exit_reason(self) -> str:
+        try:
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return "exit status unknown"
+        if code < 0:
+            sig = signal.Signals(-code)
+            return f"signal: {_SIGNAL_WORDS.get(sig, sig.name)}"
+        return f"exit status {code}"
+
+    def kill(self) -> None:
+        """Kill the worker (and its children) and collect its last log lines. Safe from any thread."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self._reader.join(LOG_DRAIN_TIMEOUT)
+
+    def dispose(self) -> None:
+        """Kill and close the pipes. Only the environment's owner calls this (the invoking thread, or the
+        pool for an idle environment), so no other thread can be reading a descriptor number being reused."""
+        self.kill()
+        with self._dispose_lock:
+            fds, self._fds = self._fds, ()
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def layer_paths(layer_dirs: list[Path]) -> list[Path]:
+    """/opt/python and /opt/python/lib/python3.X/site-packages for each layer, as Lambda mounts them."""
+    paths: list[Path] = []
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for layer in layer_dirs:
+        root = layer / "python" if (layer / "python").is_dir() else layer
+        site = root / "lib" / version / "site-packages"
+        paths.extend([site, root] if site.is_dir() else [root])
+    return paths
+
+
+def parse_function_ref(ref: str) -> tuple[str, str | None]:
+    """(name, qualifier) from a name, a full or partial ARN, each with an optional ``:qualifier``."""
+    parts = ref.split(":")
+    if ref.startswith("arn:") and len(parts) >= 7 and parts[5] == "function":
+        return parts[6], (parts[7] if len(parts) > 7 else None)
+    if len(parts) >= 3 and parts[1] == "function":  # 123456789012:function:name[:qualifier]
+        return parts[2], (parts[3] if len(parts) > 3 else None)
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    return ref, None
+
+
+def _event_text(payload: bytes) -> str:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise RequestTooLargeException(
+            f"Request must be smaller than {MAX_PAYLOAD_BYTES} bytes for the InvokeFunction operation"
+        )
+    if not payload.strip():
+        return "{}"  # Lambda hands an empty payload to the handler as an empty object
+    try:
+        text = payload.decode("utf-8")
+        json.loads(text)
+    except ValueError as e:
+        raise InvalidRequestContentException(
+            f"Could not parse request body into json: Could not parse payload into json: {e}"
+        ) from None
+    return text
+
+
+def _client_context(value: str | None) -> dict[str, Any] | None:
+    if not value:
+        return None
+    try:
+        doc = json.loads(base64.b64decode(value, validate=True))
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise InvalidRequestContentException("Client context must be a valid Base64-encoded JSON object.")
+    return doc
+
+
+def _tail(lines: list[str]) -> str:
+    data = ("\n".join(lines) + "\n").encode()[-LOG_TAIL_BYTES:]
+    return data.decode("utf-8", "ignore")
+
+
+@dataclass
+class _Trace:
+    header: TraceHeader  # as received (Parent = the caller's segment)
+    service_id: str = field(default_factory=_new_segment_id)
+    function_id: str = field(default_factory=_new_segment_id)
+
+    @property
+    def worker_header(self) -> str:
+        return self.header.with_parent(self.function_id).to_header()
+
+
+@dataclass
+class _Outcome:
+    payload: bytes
+    error: dict[str, Any] | None = None
+    init_span: tuple[float, float] | None = None  # monotonic
+    invoke_span: tuple[float, float] | None = None
+    timed_out: bool = False
+    reusable: bool = True
+
+
+class LambdaPool:
+    """Implements ``local.ports.LambdaInvoker`` with real worker processes."""
+
+    def __init__(
+        self,
+        functions: dict[str, FunctionSpec],
+        *,
+        endpoint_url: str,
+        region: str,
+        account_id: str,
+        clock: Clock,
+        xray_daemon_address: str | None = None,
+        segment_sink: SegmentSink | None = None,
+        log_sink: LogSink | None = None,
+        python: str = sys.executable,
+        account_concurrency: int = 50,
+    ) -> None:
+        self._functions = dict(functions)
+        self._endpoint_url = endpoint_url
+        self._region = region
+        self._account_id = account_id
+        self._clock = clock
+        self._xray_address = xray_daemon_address
+        self._segments = segment_sink
+        self._log_sink = log_sink or _stderr_sink
+        self._argv_head = [python, "-B", str(BOOTSTRAP)]  # -B: leave no __pycache__ in CodeUri dirs
+        self._account_concurrency = account_concurrency
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[_Environment]] = {name: [] for name in self._functions}
+        self._live: dict[str, set[_Environment]] = {name: set() for name in self._functions}
+        self._busy: Counter[str] = Counter()
+        self._unreserved_busy = 0
+        self._counts: dict[str, Counter[str]] = {name: Counter() for name in self._functions}
+        self._async: set[threading.Thread] = set()
+        self._closed = threading.Event()
+
+    # -- public API -----------------------------------------------------------------------------------------
+    def invoke(
+        self,
+        function: str,
+        payload: bytes,
+        *,
+        invocation_type: str = "RequestResponse",
+        trace_header: str | None = None,
+        client_context: str | None = None,
+    ) -> InvokeResult:
+        if self._closed.is_set():
+            raise LambdaServiceError("The local Lambda service is shutting down.")
+        spec, invoked_arn = self._resolve(function)
+        event = _event_text(payload)
+        context = _client_context(client_context)
+        request_id = str(uuid.uuid4())
+        if invocation_type == "DryRun":
+            return InvokeResult(b"", status_code=204, request_id=request_id)
+        if invocation_type == "Event":
+            self._start_async(spec, invoked_arn, event, request_id, trace_header, context)
+            return InvokeResult(b"", status_code=202, request_id=request_id)
+        if invocation_type != "RequestResponse":
+            raise ValidationException(
+                f"1 validation error detected: Value '{invocation_type}' at 'invocationType' failed to "
+                "satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+            )
+        return self._invoke(spec, invoked_arn, event, request_id, trace_header, context)
+
+    def stats(self, function_name: str) -> dict[str, int]:
+        spec, _ = self._resolve(function_name)
+        name = spec.function_name
+        with self._lock:
+            counts = self._counts[name]
+            return {
+                "cold_starts": counts["cold_starts"],
+                "warm_environments": len(self._live[name]),
+                "idle_environments": len(self._idle[name]),
+                "busy": self._busy[name],
+                "invocations": counts["invocations"],
+                "throttles": counts["throttles"],
+                "errors": counts["errors"],
+                "timeouts": counts["timeouts"],
+            }
+
+    def pids(self, function_name: str) -> set[int]:
+        """Process ids of the function's live environments."""
+        spec, _ = self._resolve(function_name)
+        with self._lock:
+            return {env.pid for env in self._live[spec.function_name]}
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            idle = [env for envs in self._idle.values() for env in envs]
+            busy = [env for envs in self._live.values() for env in envs if env not in idle]
+            for name in self._functions:
+                self._idle[name].clear()
+                self._live[name].clear()
+            pending = list(self._async)
+        for env in busy:  # their invoking threads see the exit and dispose of them
+            env.kill()
+        for env in idle:
+            env.dispose()
+        for thread in pending:
+            thread.join(5)
+
+    def __enter__(self) -> LambdaPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- resolving and limits -------------------------------------------------------------------------------
+    def _resolve(self, ref: str) -> tuple[FunctionSpec, str]:
+        name, qualifier = parse_function_ref(ref)
+        spec = self._functions.get(name)
+        if spec is None:
+            arn = f"arn:aws:lambda:{self._region}:{self._account_id}:function:{name}"
+            raise ResourceNotFoundException(
+                f"Function not found: {arn}" + (f":{qualifier}" if qualifier else "")
+            )
+        # No versions or aliases exist locally: every qualifier runs the code as deployed ($LATEST).
+        return spec, spec.arn + (f":{qualifier}" if qualifier else "")
+
+    def _acquire(self, spec: FunctionSpec) -> _Environment | None:
+        """Take a concurrency slot and a warm environment if one is idle (None: start a cold one)."""
+        name = spec.function_name
+        with self._lock:
+            if self._closed.is_set():
+                raise LambdaServiceError("The local Lambda service is shutting down.")
+            reserved = spec.reserved_concurrency
+            if reserved is not None and self._busy[name] >= reserved:
+                self._counts[name]["throttles"] += 1
+                raise ThrottledException("ReservedFunctionConcurrentInvocationLimitExceeded")
+            if reserved is None and self._unreserved_busy >= self._account_concurrency:
+                self._counts[name]["throttles"] += 1
+                raise ThrottledException("ConcurrentInvocationLimitExceeded")
+            self._busy[name] += 1
+            if reserved is None:
+                self._unreserved_busy += 1
+            self._counts[name]["invocations"] += 1
+            idle = self._idle[name]
+            return idle.pop() if idle else None
+
+    def _release(self, spec: FunctionSpec, env: _Environment | None, reusable: bool) -> None:
+        name = spec.function_name
+        with self._lock:
+            self._busy[name] -= 1
+            if spec.reserved_concurrency is None:
+                self._unreserved_busy -= 1
+            keep = env is not None and reusable and env.alive and not self._closed.is_set()
+            if env is not None and keep:
+                self._idle[name].append(env)
+            elif env is not None:
+                self._live[name].discard(env)
+        if env is not None and not keep:
+            env.dispose()
+
+    # -- one synchronous invocation -------------------------------------------------------------------------
+    def _invoke(
+        self,
+        spec: FunctionSpec,
+        invoked_arn: str,
+        event: str,
+        request_id: str,
+        trace_header: str | None,
+        client_context: dict[str, Any] | None,
+        status: int = 200,
+    ) -> InvokeResult:
+        trace = self._trace_for(spec, trace_header)
+        clock_start, mono_start = self._clock.now(), time.monotonic()
+        try:
+            env = self._acquire(spec)
+        except ThrottledException:
+            self._emit_segments(spec, trace, request_id, clock_start, mono_start, None, 429)
+            raise
+        capture = _Capture(request_id)
+        holder: list[_Environment | None] = [env]  # _execute puts a cold environment here for _release
+        outcome = _Outcome(b"", reusable=False)
+        try:
+            with self._clock.busy():
+                outcome = self._execute(
+                    spec, holder, invoked_arn, event, request_id, trace, client_context, capture
+                )
+        finally:
+            self._release(spec, holder[0], outcome.reusable)
+        if outcome.error is not None:
+            with self._lock:
+                self._counts[spec.function_name]["timeouts" if outcome.timed_out else "errors"] += 1
+        self._emit_segments(spec, trace, request_id, clock_start, mono_start, outcome, status)
+        return InvokeResult(
+            payload=outcome.payload,
+            function_error="Unhandled" if outcome.error is not None else None,
+            log_tail=_tail(capture.lines),
+            request_id=request_id,
+        )
+
+    def _execute(
+        self,
+        spec: FunctionSpec,
+        holder: list[_Environment | None],
+        invoked_arn: str,
+        event: str,
+        request_id: str,
+        trace: _Trace | None,
+        client_context: dict[str, Any] | None,
+        capture: _Capture,
+    ) -> _Outcome:
+        outcome: _Outcome | None = None
+        env = holder[0]
+        init_span: tuple[float, float] | None = None
+        if env is None:
+            env, outcome, init_span = self._cold_start(spec, capture)
+            holder[0] = env
+        else:
+            env.capture = capture
+        self._log(spec, f"START RequestId: {request_id} Version: $LATEST", capture)
+        started = time.monotonic()
+        if outcome is None:
+            deadline_ms = int(time.time() * 1000) + spec.timeout * 1000
+            message = {
+                "request_id": request_id,
+                "event": event,
+                "deadline_ms": deadline_ms,
+                "invoked_function_arn": invoked_arn,
+                "trace_id": trace.worker_header if trace else None,
+                "client_context": client_context,
+            }
+            outcome = self._exchange(spec, env, message, started + spec.timeout, capture)
+        ended = time.monotonic()
+        outcome.init_span, outcome.invoke_span = init_span, (started, ended)
+        env.capture = None
+        self._log(spec, f"END RequestId: {request_id}", capture)
+        self._log(
+            spec, self._report_line(spec, request_id, ended - started, env, init_span, outcome), capture
+        )
+        return outcome
+
+    def _cold_start(
+        self, spec: FunctionSpec, capture: _Capture
+    ) -> tuple[_Environment, _Outcome | None, tuple[float, float]]:
+        """Start an environment and import the handler: (env, an error outcome if init failed, init span)."""
+        self._log(spec, f"INIT_START Runtime Version: {RUNTIME_VERSION}", capture)
+        started = time.monotonic()
+        try:
+            env = _Environment(
+                self._argv_head,
+                spec,
+                self._worker_environment(spec),
+                lambda line, cap: self._log(spec, line, cap),
+                capture,
+            )
+        except OSError as e:  # e.g. a missing CodeUri directory or interpreter
+            raise LambdaServiceError(f"Could not start an environment for {spec.function_name}: {e}") from e
+        with self._lock:
+            self._live[spec.function_name].add(env)
+            self._counts[spec.function_name]["cold_starts"] += 1
+        outcome: _Outcome | None = None
+        try:
+            ready = env.receive(started + max(INIT_TIMEOUT, spec.timeout))
+        except TimeoutError:
+            limit = max(INIT_TIMEOUT, spec.timeout)
+            outcome = self._timeout_outcome(spec, env, capture.request_id, capture, limit)
+        else:
+            if ready is None:
+                outcome = self._exit_outcome(env, capture.request_id)
+            elif ready.get("error"):
+                error = dict(ready["error"], requestId=capture.request_id)
+                outcome = _Outcome(json.dumps(error).encode(), error=error, reusable=False)
+        return env, outcome, (started, time.monotonic())
+
+    def _exchange(
+        self,
+        spec: FunctionSpec,
+        env: _Environment,
+        message: dict[str, Any],
+        deadline: float,
+        capture: _Capture,
+    ) -> _Outcome:
+        request_id = message["request_id"]
+        try:
+            result = env.receive(deadline) if env.send(message) else None
+        except TimeoutError:
+            return self._timeout_outcome(spec, env, request_id, capture, spec.timeout)
+        if result is None:
+            return self._exit_outcome(env, request_id)
+        env.max_memory_mb = int(result.get("max_memory_mb") or 0)
+        capture.done.wait(LOG_DRAIN_TIMEOUT)
+        if result["ok"]:
+            payload = result["payload"].encode()
+            if len(payload) <= MAX_RESPONSE_BYTES:
+                return _Outcome(payload)
+            error = {
+                "errorMessage": "Response payload size exceeded maximum allowed payload size "
+                f"({MAX_RESPONSE_BYTES} bytes).",
+                "errorType": "Function.ResponseSizeTooLarge",
+            }
+            self._log(spec, f"[ERROR] {error['errorType']}: {error['errorMessage']}", capture)
+            return _Outcome(json.dumps(error).encode(), error=error)
+        return _Outcome(json.dumps(result["error"]).encode(), error=result["error"])
+
+    def _timeout_outcome(
+        self, spec: FunctionSpec, env: _Environment, request_id: str, capture: _Capture, seconds: float
+    ) -> _Outcome:
+        env.kill()
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        self._log(spec, f"{stamp} {request_id} Task timed out after {seconds:.2f} seconds", capture)
+        error = {
+            "errorType": "Sandbox.Timedout",
+            "errorMessage": f"RequestId: {request_id} Error: Task timed out after {seconds:.2f} seconds",
+        }
+        return _Outcome(json.dumps(error).encode(), error=error, timed_out=True, reusable=False)
+
+    def _exit_outcome(self, env: _Environment, request_id: str) -> _Outcome:
+        reason = env.exit_reason()
+        env.drain(LOG_DRAIN_TIMEOUT)
+        error = {
+            "errorType": "Runtime.ExitError",
+            "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {reason}",
+        }
+        return _Outcome(json.dumps(error).encode(), error=error, reusable=False)
+
+    def _report_line(
+        self,
+        spec: FunctionSpec,
+        request_id: str,
+        seconds: float,
+        env: _Environment,
+        init_span: tuple[float, float] | None,
+        outcome: _Outcome,
+    ) -> str:
+        ms = seconds * 1000
+        parts = [
+            f"REPORT RequestId: {request_id}",
+            f"Duration: {ms:.2f} ms",
+            f"Billed Duration: {max(1, math.ceil(ms))} ms",
+            f"Memory Size: {spec.memory_size} MB",
+            f"Max Memory Used: {env.max_memory_mb} MB",
+        ]
+        if init_span is not None:
+            parts.append(f"Init Duration: {(init_span[1] - init_span[0]) * 1000:.2f} ms")
+        if outcome.timed_out:
+            parts.append("Status: timeout")
+        elif outcome.error is not None and not outcome.reusable:
+            parts.append(f"Status: error\tError Type: {outcome.error['errorType']}")
+        return "\t".join(parts)
+
+    # -- environment variables ------------------------------------------------------------------------------
+    def _worker_environment(self, spec: FunctionSpec) -> dict[str, str]:
+        env = {key: os.environ[key] for key in _INHERITED if key in os.environ}
+        stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+        env.update(
+            {
+                "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.function_name}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_REGION": self._region,
+                "AWS_DEFAULT_REGION": self._region,
+                "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+                "LAMBDA_TASK_ROOT": str(spec.code_dir),
+                "LAMBDA_RUNTIME_DIR": str(BOOTSTRAP.parent),
+                "_HANDLER": spec.handler,
+                "TZ": ":UTC",
+                "AWS_ACCESS_KEY_ID": "ASIALOCALLAMBDAKEY00",
+                "AWS_SECRET_ACCESS_KEY": "local-lambda-secret-access-key",
+                "AWS_SESSION_TOKEN": "local-lambda-session-token",
+                "AWS_ENDPOINT_URL": self._endpoint_url,
+                "AWS_DISABLE_HOST_PREFIX_INJECTION": "true",
+                "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+            }
+        )
+        if self._xray_address:
+            env["AWS_XRAY_DAEMON_ADDRESS"] = self._xray_address
+        if spec.log_level:
+            env["AWS_LAMBDA_LOG_LEVEL"] = spec.log_level.upper()
+        env.update(spec.environment)  # the function's own Environment wins
+        return env
+
+    # -- logs and traces ------------------------------------------------------------------------------------
+    def _log(self, spec: FunctionSpec, line: str, capture: _Capture | None) -> None:
+        if capture is not None:
+            capture.lines.append(line)
+        try:
+            self._log_sink(spec.function_name, line)
+        except Exception:  # a broken sink must not fail the invocation
+            log.exception("log sink failed for %s", spec.function_name)
+
+    def _trace_for(self, spec: FunctionSpec, header: str | None) -> _Trace | None:
+        parsed = _parse_trace_header(header) if header else None
+        if parsed is None or not is_trace_id(parsed.root):
+            if not spec.tracing:
+                return None
+            parsed = ensure_trace(None, self._clock.now())  # Active tracing starts a trace of its own
+        return _Trace(parsed)
+
+    def _emit_segments(
+        self,
+        spec: FunctionSpec,
+        trace: _Trace | None,
+        request_id: str,
+        clock_start: float,
+        mono_start: float,
+        outcome: _Outcome | None,
+        status: int,
+    ) -> None:
+        if trace is None or self._segments is None or trace.header.sampled is not True:
+            return
+
+        def at(mono: float) -> float:  # clock time of a monotonic instant of this invocation
+            return clock_start + (mono - mono_start)
+
+        root = cast(str, trace.header.root)
+        end = at(time.monotonic())
+        segments = [
+            lambda_service_segment(
+                trace_id=root,
+                parent_id=trace.header.parent,
+                function_name=spec.function_name,
+                function_arn=spec.arn,
+                request_id=request_id,
+                start=clock_start,
+                end=end,
+                status=status,
+                segment_id=trace.service_id,
+            )
+        ]
+        if outcome is not None and outcome.invoke_span is not None:
+            init, invocation = outcome.init_span, outcome.invoke_span
+            error = outcome.error
+            segments.append(
+                lambda_function_segment(
+                    trace_id=root,
+                    parent_id=trace.service_id,
+                    function_name=spec.function_name,
+                    function_arn=spec.arn,
+                    account_id=self._account_id,
+                    start=at(init[0] if init else invocation[0]),
+                    end=at(invocation[1]),
+                    init=(at(init[0]), at(init[1])) if init else None,
+                    invocation=(at(invocation[0]), at(invocation[1])),
+                    error=(error["errorType"], error["errorMessage"]) if error else None,
+                    segment_id=trace.function_id,
+                )
+            )
+        for segment in segments:
+            try:
+                self._segments.emit(segment)
+            except Exception:
+                log.exception("segment sink failed")
+
+    # -- asynchronous invocations ---------------------------------------------------------------------------
+    def _start_async(
+        self,
+        spec: FunctionSpec,
+        invoked_arn: str,
+        event: str,
+        request_id: str,
+        trace_header: str | None,
+        client_context: dict[str, Any] | None,
+    ) -> None:
+        thread = threading.Thread(
+            target=self._run_async,
+            args=(spec, invoked_arn, event, request_id, trace_header, client_context),
+            name=f"lambda-event-{spec.function_name}",
+            daemon=True,
+        )
+        with self._lock:
+            self._async.add(thread)
+        thread.start()
+
+    def _run_async(
+        self,
+        spec: FunctionSpec,
+        invoked_arn: str,
+        event: str,
+        request_id: str,
+        trace_header: str | None,
+        client_context: dict[str, Any] | None,
+    ) -> None:
+        """Lambda's async queue: throttles wait and retry (up to the event's max age), function errors are
+        retried twice, then the event is dropped (no destinations or DLQ locally)."""
+        received, backoff, retries = self._clock.now(), 1.0, 0
+        try:
+            while not self._closed.is_set():
+                try:
+                    result = self._invoke(
+                        spec, invoked_arn, event, request_id, trace_header, client_context, 202
+                    )
+                except ThrottledException:
+                    if self._clock.now() - received > MAX_EVENT_AGE:
+                        log.warning(
+                            "dropping event %s for %s: throttled too long", request_id, spec.function_name
+                        )
+                        return
+                    if self._clock.sleep(backoff, auto=True, cancel=self._closed):
+                        return
+                    backoff = min(backoff * 2, 300.0)
+                    continue
+                except LambdaServiceError:  # shutting down
+                    return
+                if result.function_error is None or retries >= len(ASYNC_RETRY_DELAYS):
+                    return
+                if self._clock.sleep(ASYNC_RETRY_DELAYS[retries], auto=True, cancel=self._closed):
+                    return
+                retries += 1
+        finally:
+            with self._lock:
+                self._async.discard(threading.current_thread())

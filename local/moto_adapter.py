@@ -1,0 +1,910 @@
+"""Every change the local runtime makes to moto's internals (Step Functions engine, moto 5.2.5 exactly).
+
+``install()`` applies the patches once per process and (re)binds them to a configuration: the clock, the
+Lambda invoker, the endpoint URL, the segment sink. Calling it again swaps that configuration, so tests can
+reinstall with other invokers/clocks. ``HOOKS`` names each patched symbol;
+``tests/local/test_moto_contract.py`` checks every one still exists with the shape these patches assume,
+so a moto upgrade fails loudly.
+
+What the hooks change, and why:
+- Lambda tasks call ``LambdaInvoker`` (moto's Lambda backend would need Docker to run code).
+- Integrations (``boto_client_for``) target our endpoint, not ``localhost:$MOTO_PORT``.
+- JSONata evaluates with jsonata-python (moto's evaluator is never wired).
+- StartSyncExecution exists; StartExecution fixes names, EXPRESS ARNs, trace headers; SendTaskFailure keeps
+  its cause; heartbeat timeouts are ``States.HeartbeatTimeout``.
+- Parsed definitions are cached; the engine's thread list is pruned.
+- Every wait and timestamp goes through the runtime's ``Clock``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime
+import importlib
+import json
+import math
+import re
+import secrets
+import sys
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from local.clock import Clock, utcnow
+from local.ports import LambdaInvoker, LambdaServiceError, NullSegmentSink, SegmentSink
+
+MOTO_VERSION = "5.2.5"
+_P = "moto.stepfunctions.parser"
+_TASK = f"{_P}.asl.component.state.exec.state_task"
+
+# (name, target qualname): every symbol of moto that install() replaces or extends.
+HOOKS: list[tuple[str, str]] = [
+    (
+        "lambda_invoke",
+        f"{_P}.asl.component.state.exec.state_task.lambda_eval_utils.execute_lambda_function_integration",
+    ),
+    (
+        "lambda_client_error",
+        f"{_P}.asl.component.state.exec.state_task.state_task_lambda.StateTaskLambda._from_error",
+    ),
+    ("boto_client_for", f"{_P}.asl.utils.boto_client.boto_client_for"),
+    (
+        "sync_poll_delay",
+        f"{_P}.asl.component.state.exec.state_task.service.state_task_service_callback"
+        "._DELAY_SECONDS_SYNC_CONDITION_CHECK",
+    ),
+    ("jsonata_eval", f"{_P}.asl.jsonata.jsonata._eval_jsonata"),
+    ("jsonata_declarations", f"{_P}.asl.jsonata.jsonata.encode_jsonata_variable_declarations"),
+    ("start_execution", f"{_P}.models.StepFunctionsParserBackend.start_execution"),
+    ("start_sync_execution", f"{_P}.models.StepFunctionsParserBackend.start_sync_execution"),
+    ("execution_arn_format", "moto.stepfunctions.models.StepFunctionBackend.accepted_exec_arn_format"),
+    ("response_start_execution", "moto.stepfunctions.responses.StepFunctionResponse.start_execution"),
+    (
+        "response_start_sync_execution",
+        "moto.stepfunctions.responses.StepFunctionResponse.start_sync_execution",
+    ),
+    ("response_send_task_failure", "moto.stepfunctions.responses.StepFunctionResponse.send_task_failure"),
+    ("definition_cache", f"{_P}.backend.execution_worker.ExecutionWorker._get_evaluation_entrypoint"),
+    ("stop_date", f"{_P}.backend.execution.BaseExecutionWorkerCommunication._reflect_execution_status"),
+    ("heartbeat_error", f"{_P}.asl.component.state.exec.state_task.state_task.StateTask._from_error"),
+    ("thread_list", f"{_P}.utils.TMP_THREADS"),
+    ("environment_stop_event", f"{_P}.asl.eval.environment.Environment.__init__"),
+    ("wait_state", f"{_P}.asl.component.state.wait.wait_function.wait_function.WaitFunction._wait_interval"),
+    ("retry_backoff", f"{_P}.asl.component.common.retry.retrier_decl.RetrierDecl._eval_body"),
+    ("state_timeout", f"{_P}.asl.component.state.exec.execute_state.ExecutionState._evaluate_with_timeout"),
+    ("callback_wait", f"{_P}.asl.eval.callback.callback.CallbackEndpoint.wait"),
+    ("heartbeat_wait", f"{_P}.asl.eval.callback.callback.HeartbeatEndpoint.clear_and_wait"),
+    ("activity_start_wait", f"{_P}.asl.eval.callback.callback.ActivityTaskStartEndpoint.wait"),
+    ("program_timeout", f"{_P}.asl.component.program.program.Program.eval"),
+    ("history_timestamp", f"{_P}.asl.eval.event.event_manager.EventManager._get_current_timestamp"),
+    ("error_codes", f"{_P}.api.ServiceException"),
+    ("parser_scope", f"{_P}.asl.parse.preprocessor.Preprocessor._query_language_per_scope"),
+    ("integration_request", f"{_TASK}.service.state_task_service.StateTaskService._normalise_parameters"),
+    ("integration_response", f"{_TASK}.service.state_task_service.StateTaskService._normalise_response"),
+]
+
+# Modules that imported TMP_THREADS by name: each gets the pruned list.
+_THREAD_LIST_MODULES = [
+    f"{_P}.utils",
+    f"{_P}.asl.component.program.program",
+    f"{_P}.asl.component.test_state.program.test_state_program",
+    f"{_P}.asl.component.state.exec.state_map.iteration.inline_iteration_component",
+    f"{_P}.asl.component.state.exec.state_task.service.state_task_service_callback",
+    f"{_P}.asl.component.state.exec.state_parallel.branch_worker",
+    f"{_P}.asl.component.state.exec.execute_state",
+    f"{_P}.backend.execution_worker",
+]
+
+# How often a .sync / .sync:2 task polls its child execution (moto: 0.5 s real time).
+_SYNC_POLL_SECONDS = 0.02
+_DEFINITION_CACHE_SIZE = 256
+_EXEC_ARN_FORMAT = re.compile(
+    r"^arn:(?P<partition>[^:]+):states:[-0-9a-zA-Z]+:(?P<account_id>[0-9]{12}):(execution|express):.+"
+)
+
+
+@dataclass
+class _Config:
+    clock: Clock
+    lambda_invoker: LambdaInvoker
+    endpoint_url: str
+    segment_sink: SegmentSink
+    region: str
+    clients: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+
+_config: _Config | None = None
+_install_lock = threading.Lock()
+_installed = False
+_clients_lock = threading.Lock()
+
+
+def install(
+    *,
+    clock: Clock,
+    lambda_invoker: LambdaInvoker,
+    endpoint_url: str,
+    segment_sink: SegmentSink | None = None,
+    region: str = "us-east-1",
+) -> None:
+    """Patch moto (once per process) and bind the patches to this configuration."""
+    global _config, _installed
+    from local.aws_endpoint import enable_step_functions_execution
+
+    enable_step_functions_execution()
+    _config = _Config(
+        clock=clock,
+        lambda_invoker=lambda_invoker,
+        endpoint_url=endpoint_url.rstrip("/"),
+        segment_sink=segment_sink or NullSegmentSink(),
+        region=region,
+    )
+    with _install_lock:
+        if not _installed:
+            _check_moto_version()
+            _apply_patches()
+            _installed = True
+
+
+def is_installed() -> bool:
+    return _installed
+
+
+def _cfg() -> _Config:
+    if _config is None:
+        raise RuntimeError("local.moto_adapter.install() has not been called")
+    return _config
+
+
+def _check_moto_version() -> None:
+    from importlib.metadata import version
+
+    found = version("moto")
+    if found != MOTO_VERSION:
+        raise RuntimeError(f"local.moto_adapter is written against moto {MOTO_VERSION}, found {found}")
+
+
+def resolve(qualname: str) -> tuple[Any, str]:
+    """(owner, attribute name) of a dotted target: the longest importable module prefix, then attributes."""
+    parts = qualname.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            owner: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:-1]:
+            owner = getattr(owner, attr)
+        return owner, parts[-1]
+    raise ImportError(qualname)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a. Lambda tasks
+# ---------------------------------------------------------------------------------------------------------
+def _client_error(exc: LambdaServiceError) -> Exception:
+    from botocore.exceptions import ClientError
+
+    response: Any = {
+        "Error": {"Code": exc.error_type, "Message": exc.message},
+        "ResponseMetadata": {"HTTPStatusCode": exc.status_code, "RequestId": str(uuid.uuid4())},
+    }
+    return ClientError(response, "Invoke")
+
+
+def _decode_payload(raw: bytes) -> Any:
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _execute_lambda_function_integration(
+    env: Any, parameters: dict, region: str, state_credentials: Any
+) -> None:
+    from moto.stepfunctions.parser.api import InvocationResponse
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.utilities.collections import select_from_typed_dict
+
+    if env.is_mocked_mode():  # mock-config test cases keep moto's own behaviour
+        _ORIGINALS["lambda_invoke"](env, parameters, region, state_credentials)
+        return
+    cfg = _cfg()
+    payload = lambda_eval_utils.to_payload_type(parameters.get("Payload"))
+    invocation_type = parameters.get("InvocationType") or "RequestResponse"
+    function = str(parameters["FunctionName"])
+    qualifier = parameters.get("Qualifier")
+    if qualifier and function.count(":") in (0, 6):
+        function = f"{function}:{qualifier}"
+    trace = _execution_trace(env)
+    subsegment_id = secrets.token_hex(8)
+    header = None if trace is None else f"Root={trace.root};Parent={subsegment_id};Sampled=1"
+    started = cfg.clock.now()
+    try:
+        with cfg.clock.busy():
+            result = cfg.lambda_invoker.invoke(
+                function,
+                payload or b"{}",
+                invocation_type=invocation_type,
+                trace_header=header,
+                client_context=parameters.get("ClientContext"),
+            )
+    except LambdaServiceError as exc:
+        if trace is not None:
+            _record_task(trace, env, subsegment_id, started, function, error=True)
+        raise _client_error(exc) from exc
+    if trace is not None:
+        _record_task(trace, env, subsegment_id, started, function, error=bool(result.function_error))
+
+    payload_json = _decode_payload(result.payload) if result.payload else ""
+    if result.function_error:
+        # AWS: the error name is the payload's errorType, the cause the whole error payload as JSON text.
+        payload_str = json.dumps(payload_json, separators=(",", ":"))
+        raise lambda_eval_utils.LambdaFunctionErrorException(result.function_error, payload_str)
+    response: dict[str, Any] = {
+        "StatusCode": result.status_code,
+        "Payload": payload_json,
+        "ExecutedVersion": result.executed_version,
+    }
+    if parameters.get("LogType") == "Tail":
+        response["LogResult"] = base64.b64encode(result.log_tail.encode()[-4096:]).decode()
+    env.stack.append(select_from_typed_dict(typed_dict=InvocationResponse, obj=response))
+
+
+def _state_task_lambda_from_error(self: Any, env: Any, ex: Exception) -> Any:
+    """A plain-ARN Lambda task reports service errors as AWS does (Lambda.<Code>), not as 'Exception'."""
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.api import HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+
+    if not isinstance(ex, ClientError):
+        return _ORIGINALS["lambda_client_error"](self, env, ex)
+    meta = ex.response.get("ResponseMetadata", {})
+    code = ex.response["Error"]["Code"]
+    error = f"Lambda.{code}"
+    cause = (
+        f"{ex.response['Error']['Message']} (Service: AWSLambda; Status Code: {meta.get('HTTPStatusCode')}; "
+        f"Error Code: {code}; Request ID: {meta.get('RequestId')}; Proxy: null)"
+    )
+    details: Any = {"lambdaFunctionFailedEventDetails": {"error": error, "cause": cause}}
+    return FailureEvent(
+        env=env,
+        error_name=CustomErrorName(error),
+        event_type=HistoryEventType.LambdaFunctionFailed,
+        event_details=details,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# b. Integrations: boto clients against our endpoint
+# ---------------------------------------------------------------------------------------------------------
+def _boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+    import boto3
+    from botocore.config import Config
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+
+    cfg = _cfg()
+    key = (region, service)
+    client = cfg.clients.get(key)
+    if client is not None:
+        return client
+    with _clients_lock:  # creating boto3 clients is not thread-safe; using them is
+        client = cfg.clients.get(key)
+        if client is None:
+            session: Any = boto3.session.Session()
+            client = session.client(
+                service_name=service,
+                region_name=region,
+                endpoint_url=cfg.endpoint_url,
+                aws_access_key_id="local",
+                aws_secret_access_key="local",
+                config=Config(
+                    parameter_validation=False,
+                    inject_host_prefix=False,
+                    retries={"max_attempts": 0, "total_max_attempts": 1},
+                    connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                    read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                    max_pool_connections=64,
+                ),
+            )
+            cfg.clients[key] = client
+    return client
+
+
+# ---------------------------------------------------------------------------------------------------------
+# c. JSONata
+# ---------------------------------------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    """jsonata-python returns list subclasses and ints-as-floats; give the engine plain JSON values."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def _eval_jsonata(expression: str) -> Any:
+    import jsonata
+    from moto.stepfunctions.parser.asl.jsonata.jsonata import JSONataException
+
+    try:
+        return _plain(jsonata.Jsonata(expression).evaluate(None))
+    except Exception as exc:  # jsonata-python raises JException; the engine expects JSONataException
+        code = getattr(exc, "error", None) or "UNKNOWN"
+        raise JSONataException(str(code), str(exc)) from exc
+
+
+def _encode_jsonata_variable_declarations(bindings: dict[str, Any]) -> str:
+    # moto writes strings as '"' + value + '"' unescaped: a quote or backslash in data broke the expression.
+    from moto.stepfunctions.parser.asl.utils.encoding import to_json_str  # datetimes as ISO strings
+
+    return "".join(
+        f"{name}:={to_json_str(value, separators=(',', ':'))};" for name, value in bindings.items()
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# e. Integration request/response casing (moto left both as `pass`)
+# ---------------------------------------------------------------------------------------------------------
+_operations: dict[str, dict[str, Any]] = {}
+
+
+def _operation_model(service: str, action: str) -> Any:
+    """botocore's model of ``service``'s snake_case ``action`` (None if unknown)."""
+    import botocore.session
+    from botocore import xform_name
+
+    ops = _operations.get(service)
+    if ops is None:
+        try:
+            model = botocore.session.get_session().get_service_model(service)
+        except Exception:  # an unknown service: leave its parameters as the state wrote them
+            return None
+        ops = {xform_name(name): model.operation_model(name) for name in model.operation_names}
+        _operations[service] = ops
+    return ops.get(action)
+
+
+def _normalise_parameters(
+    self: Any, parameters: dict, boto_service_name: str | None = None, service_action_name: str | None = None
+) -> None:
+    """SFN writes API parameters PascalCase (StateMachineArn); boto wants the model's (stateMachineArn)."""
+    op = _operation_model(
+        self._get_boto_service_name(boto_service_name), self._get_boto_service_action(service_action_name)
+    )
+    if op is not None and op.input_shape is not None:
+        self._to_boto_request(parameters, op.input_shape)
+
+
+def _normalise_response(
+    self: Any, response: Any, boto_service_name: str | None = None, service_action_name: str | None = None
+) -> None:
+    """And results come back PascalCase as AWS shows them (ExecutionArn, Output, Status)."""
+    op = _operation_model(
+        self._get_boto_service_name(boto_service_name), self._get_boto_service_action(service_action_name)
+    )
+    if op is not None and op.output_shape is not None:
+        self._from_boto_response(response, op.output_shape)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# d/g. StartExecution, StartSyncExecution, SendTaskFailure
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class _Trace:
+    """X-Ray state of one traced execution: its segment id and the Task subsegments recorded so far."""
+
+    root: str
+    segment_id: str
+    start: float
+    parent_id: str | None = None
+    subsegments: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_traces: dict[str, _Trace] = {}
+
+
+def _new_trace_root(clock: Clock) -> str:
+    return f"1-{int(clock.now()):08x}-{secrets.token_hex(12)}"
+
+
+def _trace_root(header: str) -> str | None:
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "Root" and value:
+            return value
+    return None
+
+
+def _execution_trace(env: Any) -> _Trace | None:
+    return _traces.get(env.states.context_object.context_object_data["Execution"]["Id"])
+
+
+def _record_task(
+    trace: _Trace, env: Any, subsegment_id: str, start: float, resource: str, error: bool
+) -> None:
+    subsegment: dict[str, Any] = {
+        "id": subsegment_id,
+        "name": str(env.next_state_name),
+        "start_time": start,
+        "end_time": _cfg().clock.now(),
+        "aws": {"function_name": resource.rsplit(":", 1)[-1], "resource_arn": resource},
+    }
+    if error:
+        subsegment["error"] = True
+    with trace.lock:
+        trace.subsegments.append(subsegment)
+
+
+def _emit_execution_segment(execution: Any) -> None:
+    trace = _traces.pop(execution.exec_arn, None)
+    if trace is None:
+        return
+    status = str(getattr(execution.exec_status, "value", execution.exec_status))
+    segment: dict[str, Any] = {
+        "name": execution.state_machine.name,
+        "id": trace.segment_id,
+        "trace_id": trace.root,
+        "start_time": trace.start,
+        "end_time": _cfg().clock.now(),
+        "origin": "AWS::StepFunctions::StateMachine",
+        "aws": {
+            "stepfunctions": {
+                "execution_arn": execution.exec_arn,
+                "state_machine_arn": execution.state_machine.arn,
+                "status": status,
+            }
+        },
+        "subsegments": list(trace.subsegments),
+    }
+    if trace.parent_id:
+        segment["parent_id"] = trace.parent_id
+    if status in ("FAILED", "TIMED_OUT", "ABORTED"):
+        segment["error"] = True
+    _cfg().segment_sink.emit(segment)
+
+
+def _start_execution(
+    self: Any,
+    state_machine_arn: str,
+    name: str | None = None,
+    execution_input: str | None = None,
+    trace_header: str | None = None,
+    *,
+    sync: bool = False,
+) -> Any:
+    """moto's start_execution, plus: a UUID name when none is given (moto: ':None'), EXPRESS execution ARNs
+    and type, clock-based start date, trace header recorded, and the synchronous variant."""
+    from moto.stepfunctions.parser.api import InvalidExecutionInput, StateMachineTypeNotSupported
+    from moto.stepfunctions.parser.backend.execution import Execution, SyncExecution
+
+    cfg = _cfg()
+    state_machine = self.describe_state_machine(state_machine_arn)
+    sm_type: Any = getattr(state_machine, "type", "STANDARD") or "STANDARD"
+    if sync and sm_type != "EXPRESS":
+        raise StateMachineTypeNotSupported("This operation is not supported by this type of state machine")
+    if name:
+        existing = state_machine._handle_name_input_idempotency(name, execution_input)
+        if existing is not None:
+            return existing
+    else:
+        name = str(uuid.uuid4())
+    # Snapshot the machine without its executions (live threads) and sharing the backend, as moto does.
+    clone = copy.deepcopy(
+        state_machine, {id(state_machine.executions): [], id(state_machine.backend): state_machine.backend}
+    )
+    clone.sm_type = sm_type  # moto hard-codes STANDARD on every machine
+    input_data = "{}" if execution_input is None else execution_input
+    try:
+        json.loads(input_data)
+    except ValueError as exc:
+        raise InvalidExecutionInput(f"Invalid State Machine Execution Input: '{exc}'") from None
+    prefix = f"arn:{self.partition}:states:{self.region_name}:{self.account_id}"
+    if sm_type == "EXPRESS":
+        arn = f"{prefix}:express:{state_machine.name}:{name}:{uuid.uuid4()}"
+    else:
+        arn = f"{prefix}:execution:{state_machine.name}:{name}"
+    tracing = bool((getattr(state_machine, "tracingConfiguration", None) or {}).get("enabled"))
+    if trace_header or tracing:
+        root = _trace_root(trace_header or "") or _new_trace_root(cfg.clock)
+        parent = re.search(r"Parent=([0-9a-f]{16})", trace_header or "")
+        _traces[arn] = _Trace(
+            root=root,
+            segment_id=secrets.token_hex(8),
+            start=cfg.clock.now(),
+            parent_id=parent.group(1) if parent else None,
+        )
+    execution_class = SyncExecution if sync else Execution
+    execution = execution_class(
+        name=name,
+        sm_type=sm_type,
+        role_arn=clone.roleArn,
+        exec_arn=arn,
+        account_id=self.account_id,
+        region_name=self.region_name,
+        state_machine=clone,
+        start_date=utcnow(cfg.clock),
+        cloud_watch_logging_session=None,
+        input_data=input_data,
+        trace_header=trace_header,
+        activity_store={},
+    )
+    state_machine.executions.append(execution)
+    execution.start()
+    return execution
+
+
+def _start_sync_execution(
+    self: Any,
+    state_machine_arn: str,
+    name: str | None = None,
+    execution_input: str | None = None,
+    trace_header: str | None = None,
+) -> Any:
+    return _start_execution(self, state_machine_arn, name, execution_input, trace_header, sync=True)
+
+
+def _response_start_execution(self: Any) -> Any:
+    from moto.core.responses import ActionResult
+
+    execution = self.stepfunction_backend.start_execution(
+        self._get_param("stateMachineArn"),
+        self._get_param("name"),
+        self._get_param("input", if_none="{}"),
+        self._get_param("traceHeader"),
+    )
+    return ActionResult({"executionArn": execution.execution_arn, "startDate": execution.start_date})
+
+
+def _response_start_sync_execution(self: Any) -> Any:
+    from moto.core.responses import ActionResult
+
+    execution = self.stepfunction_backend.start_sync_execution(
+        self._get_param("stateMachineArn"),
+        self._get_param("name"),
+        self._get_param("input", if_none="{}"),
+        self._get_param("traceHeader"),
+    )
+    output = dict(execution.to_start_sync_execution_output())
+    output["status"] = str(getattr(output["status"], "value", output["status"]))
+    elapsed_ms = max(0.0, (execution.stop_date - execution.start_date).total_seconds() * 1000)
+    output["billingDetails"] = {
+        "billedMemoryUsedInMB": 64,
+        "billedDurationInMilliseconds": max(100, math.ceil(elapsed_ms / 100.0) * 100),
+    }
+    if output.get("traceHeader") is None:
+        output.pop("traceHeader", None)
+    return ActionResult(output)
+
+
+def _response_send_task_failure(self: Any) -> Any:
+    from moto.core.responses import EmptyResult
+
+    self.stepfunction_backend.send_task_failure(
+        self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+    )
+    return EmptyResult()
+
+
+def _fix_error_codes() -> None:
+    """The parser's exceptions keep their AWS code in ``code`` but moto's serializer reads ``TYPE``, so every
+    one went out with an empty error code (boto3: 'An error occurred ()')."""
+    from moto.stepfunctions.parser import api
+
+    for value in vars(api).values():
+        if isinstance(value, type) and issubclass(value, api.ServiceException):
+            code = value.__dict__.get("code")
+            if isinstance(code, str) and value.__dict__.get("TYPE") is None:
+                value.TYPE = code
+                value.STATUS = int(value.__dict__.get("status_code", 400))
+
+
+def _reflect_execution_status(self: Any) -> None:
+    _ORIGINALS["stop_date"](self)
+    self.execution.stop_date = utcnow(_cfg().clock)
+    _emit_execution_segment(self.execution)
+
+
+def _heartbeat_from_error(self: Any, env: Any, ex: Exception) -> Any:
+    """AWS reports a missed heartbeat as States.HeartbeatTimeout; moto says States.Timeout."""
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.eval.callback.callback import HeartbeatTimeoutError
+
+    event = _ORIGINALS["heartbeat_error"](self, env, ex)
+    if not isinstance(ex, HeartbeatTimeoutError):
+        return event
+    name = StatesErrorNameType.StatesHeartbeatTimeout.to_name()
+    details: Any = copy.deepcopy(event.event_details) or {}
+    for spec in details.values():
+        if isinstance(spec, dict) and "error" in spec:
+            spec["error"] = name
+    return FailureEvent(
+        env=env,
+        error_name=StatesErrorName(typ=StatesErrorNameType.StatesHeartbeatTimeout),
+        event_type=event.event_type,
+        event_details=details,
+    )
+
+
+class _PerInstanceList:
+    """moto keeps the parser's QueryLanguage scope stack in a class attribute shared by every parse: one
+    failed parse (or two concurrent ones) left it dirty and later valid definitions were rejected."""
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self
+        return obj.__dict__.setdefault("_query_language_per_scope", [])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# f. Parsed-definition cache
+# ---------------------------------------------------------------------------------------------------------
+_programs: OrderedDict[str, Any] = OrderedDict()
+_programs_lock = threading.Lock()
+
+
+def _cached_entrypoint(self: Any) -> Any:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    definition = self._evaluation_details.state_machine_details.definition
+    with _programs_lock:
+        program = _programs.get(definition)
+        if program is not None:
+            _programs.move_to_end(definition)
+            return program
+    # Parse outside the lock (ANTLR is slow); a concurrent duplicate parse is harmless.
+    program = AmazonStateLanguageParser.parse(definition)[0]
+    with _programs_lock:
+        _programs[definition] = program
+        while len(_programs) > _DEFINITION_CACHE_SIZE:
+            _programs.popitem(last=False)
+    return program
+
+
+# ---------------------------------------------------------------------------------------------------------
+# h. Thread list
+# ---------------------------------------------------------------------------------------------------------
+class PrunedThreadList(list):
+    """moto appends every engine thread to a global list and never removes one; drop finished ones."""
+
+    _lock = threading.Lock()
+
+    def append(self, thread: Any) -> None:
+        with self._lock:
+            self[:] = [t for t in self if t.is_alive()]
+            super().append(thread)
+
+
+_thread_list = PrunedThreadList()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# i. Clock
+# ---------------------------------------------------------------------------------------------------------
+class _StopEvent(threading.Event):
+    """moto pulses ``program_state_event`` (set then clear) on stop/error/timeout; a clock wait polling for
+    cancellation would miss the pulse, so each pulse also latches ``latched``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latched = threading.Event()
+
+    def set(self) -> None:
+        self.latched.set()
+        super().set()
+
+
+def _environment_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    _ORIGINALS["environment_stop_event"](self, *args, **kwargs)
+    self.program_state_event = _StopEvent()
+
+
+def _interruptible_sleep(env: Any, seconds: float) -> None:
+    """Sleep ``seconds`` of clock time (auto-jumpable), returning early when the execution stops."""
+    clock = _cfg().clock
+    deadline = clock.now() + max(0.0, seconds)
+    stop = getattr(env.program_state_event, "latched", None)
+    while env.is_running():
+        remaining = deadline - clock.now()
+        if remaining <= 0:
+            return
+        if clock.sleep(remaining, auto=True, cancel=stop) and stop is not None:
+            stop.clear()  # a state change: re-check whether the execution is still running
+
+
+def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+    _interruptible_sleep(env, float(wait_seconds))
+
+
+def _retrier_eval_body(self: Any, env: Any) -> None:
+    from moto.stepfunctions.parser.asl.component.common.retry.max_attempts_decl import MaxAttemptsOutcome
+    from moto.stepfunctions.parser.asl.component.common.retry.retrier_outcome import RetrierOutcome
+
+    self.error_equals.eval(env)
+    if not env.stack.pop():
+        env.stack.append(RetrierOutcome.Skipped)
+        return
+    self.max_attempts.eval(env=env)
+    if env.stack.pop() == MaxAttemptsOutcome.EXHAUSTED:
+        env.stack.append(RetrierOutcome.Failed)
+        return
+    # IntervalSeconds x BackoffRate^n, capped by MaxDelaySeconds, then FULL jitter: uniform(0, interval).
+    self.interval_seconds.eval(env=env)
+    self.backoff_rate.eval(env=env)
+    self.max_delay_seconds.eval(env=env)
+    self.jitter_strategy.eval(env=env)
+    _interruptible_sleep(env, float(env.stack.pop()))
+    env.stack.append(RetrierOutcome.Executed)
+
+
+def _evaluate_with_timeout(self: Any, env: Any) -> None:
+    """moto's ExecutionState._evaluate_with_timeout with the TimeoutSeconds wait on the clock."""
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import EvalTimeoutError
+
+    self.timeout.eval(env=env)
+    timeout_seconds = env.stack.pop()
+    frame = env.open_frame()
+    frame.states.reset(input_value=env.states.get_input())
+    frame.stack = copy.deepcopy(env.stack)
+    outputs: list[Any] = []
+    errors: list[Exception | None] = [None]
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            self._eval_execution(frame)
+            outputs.extend(frame.stack)
+        except Exception as ex:
+            errors.append(ex)
+        done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    _thread_list.append(thread)
+    thread.start()
+    finished = _cfg().clock.wait_event(done, timeout_seconds)
+    frame.set_ended()
+    env.close_frame(frame)
+
+    error = errors.pop()
+    if error:
+        raise error
+    if not finished:
+        raise EvalTimeoutError()
+    output = outputs.pop()
+    env.stack.append(output)
+    if not self._is_language_query_jsonpath():
+        env.states.set_result(output)
+    if self.assign_decl:
+        self.assign_decl.eval(env=env)
+    if self.result_selector:
+        self.result_selector.eval(env=env)
+    if self.result_path:
+        self.result_path.eval(env)
+    else:
+        env.states.reset(input_value=env.stack.pop())
+
+
+def _callback_wait(self: Any, timeout: float | None = None) -> Any:
+    _cfg().clock.wait_event(self._notify_event, timeout)
+    return self._outcome
+
+
+def _heartbeat_clear_and_wait(self: Any) -> bool:
+    with self._mutex:
+        if self._next_heartbeat_event.is_set():
+            self._next_heartbeat_event.clear()
+            return True
+    return bool(_cfg().clock.wait_event(self._next_heartbeat_event, self._heartbeat_seconds))
+
+
+def _activity_start_wait(self: Any, timeout_seconds: float) -> Any:
+    _cfg().clock.wait_event(self._next_activity_task_start_event, timeout_seconds)
+    return self._outcome
+
+
+def _program_eval(self: Any, env: Any) -> None:
+    """moto's Program.eval with the state machine's TimeoutSeconds measured on the clock."""
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+
+    timeout = self.timeout_seconds.timeout_seconds if self.timeout_seconds else None
+    env.next_state_name = self.start_at.start_at_name
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            EvalComponent.eval(self, env)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run, daemon=True)
+    _thread_list.append(worker)
+    worker.start()
+    if not _cfg().clock.wait_event(done, timeout):
+        env.set_timed_out()
+
+
+def _current_timestamp() -> datetime.datetime:
+    return utcnow(_cfg().clock)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Applying
+# ---------------------------------------------------------------------------------------------------------
+_ORIGINALS: dict[str, Any] = {}
+
+_REPLACEMENTS: dict[str, Any] = {
+    "lambda_invoke": _execute_lambda_function_integration,
+    "lambda_client_error": _state_task_lambda_from_error,
+    "sync_poll_delay": _SYNC_POLL_SECONDS,
+    "jsonata_eval": _eval_jsonata,
+    "start_execution": _start_execution,
+    "start_sync_execution": _start_sync_execution,
+    "execution_arn_format": _EXEC_ARN_FORMAT,
+    "response_start_execution": _response_start_execution,
+    "response_start_sync_execution": _response_start_sync_execution,
+    "response_send_task_failure": _response_send_task_failure,
+    "definition_cache": _cached_entrypoint,
+    "stop_date": _reflect_execution_status,
+    "heartbeat_error": _heartbeat_from_error,
+    "environment_stop_event": _environment_init,
+    "wait_state": _wait_interval,
+    "retry_backoff": _retrier_eval_body,
+    "state_timeout": _evaluate_with_timeout,
+    "callback_wait": _callback_wait,
+    "heartbeat_wait": _heartbeat_clear_and_wait,
+    "activity_start_wait": _activity_start_wait,
+    "program_timeout": _program_eval,
+    "history_timestamp": staticmethod(_current_timestamp),
+    "parser_scope": _PerInstanceList(),
+    "integration_request": _normalise_parameters,
+    "integration_response": _normalise_response,
+}
+
+
+def _rebind_by_name(original: Any, replacement: Any, attr: str) -> None:
+    """Functions imported with ``from x import f`` live on in each importer; replace every copy."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith(_P) and getattr(module, attr, None) is original:
+            setattr(module, attr, replacement)
+
+
+def _apply_patches() -> None:
+    # Import the whole engine first so every module that copies a patched name exists.
+    importlib.import_module(f"{_P}.models")
+    importlib.import_module(f"{_P}.asl.component.state.exec.state_task.service.state_task_service_factory")
+    importlib.import_module(f"{_P}.asl.component.common.string.string_expression")
+    importlib.import_module(f"{_P}.asl.jsonata.validations")
+    for hook, qualname in HOOKS:
+        owner, attr = resolve(qualname)
+        _ORIGINALS[hook] = owner.__dict__.get(attr, getattr(owner, attr, None))
+        if hook == "boto_client_for":
+            _rebind_by_name(_ORIGINALS[hook], _boto_client_for, attr)
+            setattr(owner, attr, _boto_client_for)
+        elif hook == "jsonata_declarations":
+            _rebind_by_name(_ORIGINALS[hook], _encode_jsonata_variable_declarations, attr)
+            setattr(owner, attr, _encode_jsonata_variable_declarations)
+        elif hook == "error_codes":
+            _fix_error_codes()
+        elif hook == "thread_list":
+            for module_name in _THREAD_LIST_MODULES:
+                module: Any = importlib.import_module(module_name)
+                _thread_list.extend(t for t in module.TMP_THREADS if t.is_alive())
+                module.TMP_THREADS = _thread_list
+        else:
+            setattr(owner, attr, _REPLACEMENTS[hook])
+
+
+def engine_thread_count() -> int:
+    """Live threads the engine still tracks (for tests and diagnostics)."""
+    return sum(1 for t in _thread_list if t.is_alive())

@@ -1,0 +1,262 @@
+"""Contract tests for every moto internal that local.moto_adapter patches: they fail loudly on a moto upgrade.
+
+Each check looks at moto's *original* symbol (kept in ``moto_adapter._ORIGINALS`` once installed, or read from
+an un-patched import before install) and asserts the signature/shape the replacement was written against.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+from importlib.metadata import version
+from typing import Any
+
+import pytest
+
+from local import moto_adapter
+from local.clock import VirtualClock
+
+
+class _NoInvoker:
+    def invoke(self, function: str, payload: bytes, **kwargs: Any) -> Any:
+        raise AssertionError("not used by contract tests")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def installed() -> None:
+    clock = VirtualClock()
+    moto_adapter.install(clock=clock, lambda_invoker=_NoInvoker(), endpoint_url="http://127.0.0.1:1")
+
+
+def original(hook: str) -> Any:
+    assert hook in moto_adapter._ORIGINALS, f"hook {hook} was not applied"
+    return moto_adapter._ORIGINALS[hook]
+
+
+def params(func: Any) -> list[str]:
+    return list(inspect.signature(func).parameters)
+
+
+def source(func: Any) -> str:
+    return inspect.getsource(func)
+
+
+def test_moto_version_is_pinned_exactly() -> None:
+    assert version("moto") == moto_adapter.MOTO_VERSION == "5.2.5"
+
+
+def test_every_hook_has_a_contract_and_is_applied() -> None:
+    names = [name for name, _ in moto_adapter.HOOKS]
+    assert len(names) == len(set(names))
+    assert set(names) == set(CONTRACTS), "add a contract for each new hook"
+    for _name, qualname in moto_adapter.HOOKS:
+        owner, attr = moto_adapter.resolve(qualname)
+        assert hasattr(owner, attr), f"{qualname} is not patched in place"
+
+
+def _lambda_invoke(f: Any) -> None:
+    assert params(f) == ["env", "parameters", "region", "state_credentials"]
+    assert "is_mocked_mode" in source(f) and "LambdaFunctionErrorException" in source(f)
+
+
+def _lambda_client_error(f: Any) -> None:
+    assert params(f) == ["self", "env", "ex"]
+    assert 'error = "Exception"' in source(f)  # the behaviour we replace for ClientError
+
+
+def _boto_client_for(f: Any) -> None:
+    assert params(f) == ["region", "service", "state_credentials"]
+    assert "moto_server_port" in source(f)
+
+
+def _sync_poll_delay(value: Any) -> None:
+    assert value == 0.5
+
+
+def _jsonata_eval(value: Any) -> None:
+    from moto.stepfunctions.parser.asl.jsonata import jsonata
+
+    assert value is None  # never wired in moto
+    assert "if _eval_jsonata is None" in source(jsonata.eval_jsonata_expression)
+
+
+def _jsonata_declarations(f: Any) -> None:
+    assert params(f) == ["bindings"]
+    assert "f'\"{value}\"'" in source(f)
+
+
+def _start_execution(f: Any) -> None:
+    assert params(f) == ["self", "state_machine_arn", "name", "execution_input", "trace_header"]
+    assert ":execution:" in source(f)
+
+
+def _start_sync_execution(f: Any) -> None:
+    assert f is None, "moto now implements start_sync_execution: review the adapter's version"
+
+
+def _execution_arn_format(pattern: Any) -> None:
+    assert isinstance(pattern, re.Pattern) and ":execution:" in pattern.pattern
+
+
+def _response_start_execution(f: Any) -> None:
+    assert params(f) == ["self"] and "traceHeader" not in source(f)
+
+
+def _response_start_sync_execution(f: Any) -> None:
+    assert f is None, "moto now answers StartSyncExecution itself"
+
+
+def _response_send_task_failure(f: Any) -> None:
+    assert params(f) == ["self"] and "cause" not in source(f)
+
+
+def _definition_cache(f: Any) -> None:
+    assert params(f) == ["self"] and "AmazonStateLanguageParser.parse" in source(f)
+
+
+def _stop_date(f: Any) -> None:
+    assert params(f) == ["self"] and "datetime.datetime.now" in source(f)
+
+
+def _heartbeat_error(f: Any) -> None:
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+
+    assert params(f) == ["self", "env", "ex"] and "TimeoutError" in source(f)
+    assert StatesErrorNameType.StatesHeartbeatTimeout.to_name() == "States.HeartbeatTimeout"
+
+
+def _thread_list(value: Any) -> None:
+    assert isinstance(value, list)
+    for name in moto_adapter._THREAD_LIST_MODULES:
+        module = __import__(name, fromlist=["TMP_THREADS"])
+        assert module.TMP_THREADS is moto_adapter._thread_list
+
+
+def _environment_stop_event(f: Any) -> None:
+    assert "self.program_state_event = threading.Event()" in source(f)
+
+
+def _wait_state(f: Any) -> None:
+    assert params(f) == ["self", "env", "wait_seconds"] and "program_state_event.wait" in source(f)
+
+
+def _retry_backoff(f: Any) -> None:
+    text = source(f)
+    assert params(f) == ["self", "env"] and "time.sleep(interval_seconds)" in text
+    # The order that makes MaxDelaySeconds cap before FULL jitter randomises.
+    order = ["interval_seconds.eval", "backoff_rate.eval", "max_delay_seconds.eval", "jitter_strategy.eval"]
+    assert [text.index(s) for s in order] == sorted(text.index(s) for s in order)
+
+
+def _state_timeout(f: Any) -> None:
+    assert params(f) == ["self", "env"] and "terminated_event.wait(timeout_seconds)" in source(f)
+
+
+def _callback_wait(f: Any) -> None:
+    assert params(f) == ["self", "timeout"] and "_notify_event.wait" in source(f)
+
+
+def _heartbeat_wait(f: Any) -> None:
+    assert params(f) == ["self"] and "_next_heartbeat_event.wait" in source(f)
+
+
+def _activity_start_wait(f: Any) -> None:
+    assert params(f) == ["self", "timeout_seconds"] and "_next_activity_task_start_event.wait" in source(f)
+
+
+def _program_timeout(f: Any) -> None:
+    assert params(f) == ["self", "env"] and "worker_thread.join(timeout=timeout)" in source(f)
+
+
+def _history_timestamp(f: Any) -> None:
+    assert isinstance(f, staticmethod) and "datetime.datetime.now" in source(f.__func__)
+
+
+def _error_codes(cls: Any) -> None:
+    from moto.stepfunctions.parser import api
+
+    assert cls.TYPE is None  # base class still has no code; the adapter fills it per subclass
+    assert api.InvalidToken.TYPE == "InvalidToken" and api.TaskTimedOut.TYPE == "TaskTimedOut"
+
+
+def _parser_scope(value: Any) -> None:
+    assert value == []  # still a shared class-level list in moto
+
+
+def _integration_request(f: Any) -> None:
+    assert params(f) == ["self", "parameters", "boto_service_name", "service_action_name"]
+    assert source(f).rstrip().endswith("pass")
+
+
+def _integration_response(f: Any) -> None:
+    assert params(f) == ["self", "response", "boto_service_name", "service_action_name"]
+    assert source(f).rstrip().endswith("pass")
+
+
+CONTRACTS = {
+    "lambda_invoke": _lambda_invoke,
+    "lambda_client_error": _lambda_client_error,
+    "boto_client_for": _boto_client_for,
+    "sync_poll_delay": _sync_poll_delay,
+    "jsonata_eval": _jsonata_eval,
+    "jsonata_declarations": _jsonata_declarations,
+    "start_execution": _start_execution,
+    "start_sync_execution": _start_sync_execution,
+    "execution_arn_format": _execution_arn_format,
+    "response_start_execution": _response_start_execution,
+    "response_start_sync_execution": _response_start_sync_execution,
+    "response_send_task_failure": _response_send_task_failure,
+    "definition_cache": _definition_cache,
+    "stop_date": _stop_date,
+    "heartbeat_error": _heartbeat_error,
+    "thread_list": _thread_list,
+    "environment_stop_event": _environment_stop_event,
+    "wait_state": _wait_state,
+    "retry_backoff": _retry_backoff,
+    "state_timeout": _state_timeout,
+    "callback_wait": _callback_wait,
+    "heartbeat_wait": _heartbeat_wait,
+    "activity_start_wait": _activity_start_wait,
+    "program_timeout": _program_timeout,
+    "history_timestamp": _history_timestamp,
+    "error_codes": _error_codes,
+    "parser_scope": _parser_scope,
+    "integration_request": _integration_request,
+    "integration_response": _integration_response,
+}
+
+
+@pytest.mark.parametrize("hook", [name for name, _ in moto_adapter.HOOKS])
+def test_hook_contract(hook: str) -> None:
+    CONTRACTS[hook](original(hook))
+
+
+def test_importers_of_boto_client_for_are_all_rebound() -> None:
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("moto.stepfunctions.parser") and hasattr(module, "boto_client_for"):
+            assert module.boto_client_for is moto_adapter._boto_client_for, name
+
+
+def test_reinstall_swaps_configuration() -> None:
+    clock = VirtualClock(start=1000.0)
+    moto_adapter.install(clock=clock, lambda_invoker=_NoInvoker(), endpoint_url="http://127.0.0.1:2")
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+
+    assert EventManager._get_current_timestamp().timestamp() == 1000.0
+    assert moto_adapter._cfg().endpoint_url == "http://127.0.0.1:2"
+
+
+def test_pruned_thread_list_drops_finished_threads() -> None:
+    threads = [threading.Thread(target=lambda: None) for _ in range(5)]
+    for t in threads:
+        t.start()
+        t.join()
+    pruned = moto_adapter.PrunedThreadList()
+    for t in threads:
+        pruned.append(t)
+    assert len(pruned) == 1
