@@ -598,7 +598,7 @@ class _StackBuilder:
             type=str(props.get("StateMachineType", "STANDARD")),
             definition=definition,
             role_arn=scalar_text(props.get("RoleArn", "")),
-            tracing=bool((props.get("TracingConfiguration") or {}).get("Enabled", False)),
+            tracing=_truthy((props.get("TracingConfiguration") or {}).get("Enabled", False)),
             logging=props.get("LoggingConfiguration"),
         )
 
@@ -753,7 +753,9 @@ class _StackBuilder:
                 event_source_arn=source,
                 batch_size=int(props.get("BatchSize", 10)),
                 maximum_batching_window_seconds=int(props.get("MaximumBatchingWindowInSeconds", 0)),
-                maximum_concurrency=(props.get("ScalingConfig") or {}).get("MaximumConcurrency"),
+                maximum_concurrency=_optional_int(
+                    (props.get("ScalingConfig") or {}).get("MaximumConcurrency")
+                ),
                 report_batch_item_failures="ReportBatchItemFailures"
                 in (props.get("FunctionResponseTypes") or []),
                 enabled=_truthy(props.get("Enabled", True)),
@@ -892,6 +894,11 @@ class _StackBuilder:
 
 def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _optional_int(value: Any) -> int | None:
+    # A parameter-driven number arrives as text ("4"); the model wants an int.
+    return None if value is None else int(value)
 
 
 def _json_text(value: Any) -> str | None:

@@ -588,3 +588,33 @@ def test_end_to_end_fixture_prod_condition_adds_queue_and_moves_the_stage():
     api = model.apis["OrdersApi"]
     # The usage plan follows the stage parameter, so the key stays attached.
     assert api.stage_name == "prod" and [k.value for k in api.api_keys] == ["fixture-key-0123456789abcdef"]
+
+
+def test_parameter_driven_flags_and_numbers_are_typed(tmp_path):
+    # Parameters are text: "false" and "3" must become a bool and an int in the model.
+    path = _write(
+        tmp_path,
+        """
+Parameters:
+  Trace: {Type: String, Default: "false"}
+  Concurrency: {Type: Number, Default: 3}
+Resources:
+  Q: {Type: AWS::SQS::Queue}
+  Flow:
+    Type: AWS::StepFunctions::StateMachine
+    Properties:
+      DefinitionString: '{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}'
+      RoleArn: arn:aws:iam::123456789012:role/x
+      TracingConfiguration: {Enabled: !Ref Trace}
+  Mapping:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      EventSourceArn: !GetAtt Q.Arn
+      FunctionName: some-function
+      ScalingConfig: {MaximumConcurrency: !Ref Concurrency}
+""",
+    )
+    model = load_stack(path, stack_name="typed")
+    assert model.state_machines["typed-Flow"].tracing is False
+    (mapping,) = model.event_source_mappings
+    assert (mapping.function_name, mapping.maximum_concurrency) == ("some-function", 3)
