@@ -43,8 +43,11 @@ lint-template: setup
 test: lint
 	$(PY) -m pytest -q $(ARGS)
 
+# The acquirer simulator runs beside the stack (the template's AcquirerBaseUrl default points at it).
+ACQUIRER_PORT ?= 8081
 run: setup
-	$(PY) -m local start --template $(TEMPLATE) $(ARGS)
+	$(PY) -m local start --template $(TEMPLATE) \
+	  --sidecar "$(PY) -m simulators.acquirer --port $(ACQUIRER_PORT)" $(ARGS)
 
 bench: setup
 	$(PY) -m bench $(ARGS)

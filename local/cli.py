@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import shlex
 import signal
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-port", type=int, default=None, help="API Gateway port (env LOCAL_API_PORT, default 3000)"
     )
     start.add_argument("--xray-port", type=int, default=None, help="X-Ray daemon UDP port (default 2000)")
+    start.add_argument(
+        "--sidecar",
+        action="append",
+        default=[],
+        metavar="COMMAND",
+        help="a helper process to run beside the stack (e.g. a simulator); stopped with it; repeatable",
+    )
     start.add_argument(
         "--clock-scale",
         type=float,
@@ -156,9 +167,38 @@ def _runtime_config(args: argparse.Namespace, *, ports: tuple[int, int, int]) ->
     )
 
 
+def _start_sidecars(commands: list[str]) -> list[subprocess.Popen[bytes]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    for command in commands:
+        try:
+            procs.append(subprocess.Popen(shlex.split(command)))
+        except OSError as exc:
+            _stop_sidecars(procs)
+            raise CliError(f"cannot start sidecar {command!r}: {exc.strerror}") from exc
+    time.sleep(0.5 if procs else 0)
+    for command, proc in zip(commands, procs, strict=True):
+        if proc.poll() is not None:
+            _stop_sidecars(procs)
+            raise CliError(f"sidecar {command!r} exited at start with status {proc.returncode}")
+    return procs
+
+
+def _stop_sidecars(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     from local.clock import RealClock
     from local.runtime import LocalRuntime
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
 
     ports = (
         args.port if args.port is not None else _env_int("LOCAL_AWS_PORT", DEFAULT_AWS_PORT),
@@ -168,9 +208,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.clock_scale <= 0:
         raise CliError("--clock-scale must be > 0")
     runtime = LocalRuntime(_runtime_config(args, ports=ports), clock=RealClock(scale=args.clock_scale))
+    sidecars = _start_sidecars(args.sidecar)
     try:
         runtime.start()
     except Exception as exc:
+        _stop_sidecars(sidecars)
         err = _user_error(exc)
         if err is None:
             raise
@@ -185,6 +227,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     finally:
         print("stopping ...", file=sys.stderr, flush=True)
         runtime.stop()
+        _stop_sidecars(sidecars)
     return 0
 
 

@@ -908,3 +908,18 @@ def _apply_patches() -> None:
 def engine_thread_count() -> int:
     """Live threads the engine still tracks (for tests and diagnostics)."""
     return sum(1 for t in _thread_list if t.is_alive())
+
+
+def pin_secret_arn(account_id: str, region: str, name: str, arn: str) -> None:
+    """Give a provisioned secret the ARN the template resolved (``Ref``/env vars carry it).
+
+    Secrets Manager appends six random characters to a secret's ARN, and moto draws its own at
+    CreateSecret; handlers reading the secret by the template's ARN would get ResourceNotFound. moto keeps
+    secrets in ``SecretsStore`` keyed by name and matches full ARNs against ``FakeSecret.arn``.
+    """
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    store = secretsmanager_backends[account_id][region].secrets
+    if name not in store:
+        raise KeyError(f"secret {name!r} is not in moto's store for {account_id}/{region}")
+    store[name].arn = arn

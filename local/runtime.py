@@ -170,6 +170,8 @@ class LocalRuntime:
         )
         result = provision(model, self.endpoint.url)
         self.queue_urls = result.queue_urls
+        for secret in model.secrets.values():
+            moto_adapter.pin_secret_arn(model.account_id, model.region, secret.name, secret.arn)
 
         runner = EventSourceRunner(
             model, self.pool, endpoint_url=self.endpoint.url, clock=self.clock, queue_urls=self.queue_urls
@@ -206,6 +208,23 @@ class LocalRuntime:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def samconfig_region(template: Path) -> str | None:
+    """The region `sam deploy` would use: samconfig.toml beside the template, default environment."""
+    import tomllib
+
+    path = template.parent / "samconfig.toml"
+    try:
+        config = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    default = config.get("default", {})
+    for section in ("deploy", "global"):
+        region = default.get(section, {}).get("parameters", {}).get("region")
+        if region:
+            return str(region)
+    return None
 
 
 def reset_aws_state(endpoint_url: str) -> None:

@@ -260,3 +260,26 @@ def test_pruned_thread_list_drops_finished_threads() -> None:
     for t in threads:
         pruned.append(t)
     assert len(pruned) == 1
+
+
+def test_pin_secret_arn_makes_the_template_arn_resolve() -> None:
+    import boto3
+
+    from local.aws_endpoint import AwsEndpoint
+
+    with AwsEndpoint(port=0) as endpoint:
+        sm = boto3.client(
+            "secretsmanager",
+            endpoint_url=endpoint.url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        moto_arn = sm.create_secret(Name="pinned-secret", SecretString="s3cret")["ARN"]
+        wanted = "arn:aws:secretsmanager:us-east-1:123456789012:secret:pinned-secret-AbCdEf"
+        assert moto_arn != wanted
+        moto_adapter.pin_secret_arn("123456789012", "us-east-1", "pinned-secret", wanted)
+        assert sm.get_secret_value(SecretId=wanted)["SecretString"] == "s3cret"
+        assert sm.describe_secret(SecretId="pinned-secret")["ARN"] == wanted
+        with pytest.raises(KeyError):
+            moto_adapter.pin_secret_arn("123456789012", "us-east-1", "no-such-secret", wanted)

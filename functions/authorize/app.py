@@ -1,0 +1,28 @@
+"""AuthorizePayment task of the EXPRESS payment workflow: the event goes straight to payeasy.tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from payeasy import tasks, wiring
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(payment_id=event.get("payment_id"))
+    tracer.put_annotation(key="payment_id", value=str(event.get("payment_id")))
+    outcome = tasks.authorize(event, wiring.acquirer_client())
+    metrics.add_metric(name="Authorizations", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "AuthorizePayment done", extra={"status": outcome["status"], "decline": outcome["decline_code"]}
+    )
+    return outcome

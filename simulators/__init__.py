@@ -1,0 +1,1 @@
+"""Simulators of the outside systems PayEasy talks to (the card acquirer)."""
