@@ -61,8 +61,13 @@ def bench_local(count: int) -> None:
         samples, wall = _sync_runs(sfn, arns["FivePasses"], count, 1)
         passes = figures("local runtime, 5 Pass states, StartSyncExecution, 1 client", samples, wall)
         rows.append(passes)
+    clean_env = {k: v for k, v in os.environ.items() if k not in client_environment("", "")}
     stock = subprocess.run(
-        [sys.executable, "-m", "bench.stock_moto", str(count)], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "bench.stock_moto", str(count)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean_env,  # stock moto in-process: no endpoint variables of ours
     )
     stock_fig = Figures(**json.loads(stock.stdout.strip().splitlines()[-1]))
     rows.append(stock_fig)

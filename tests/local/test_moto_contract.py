@@ -196,7 +196,17 @@ def _integration_response(f: Any) -> None:
     assert source(f).rstrip().endswith("pass")
 
 
+def _jsonpath_parse(f: Any) -> None:
+    # moto calls jsonpath_ng's module-level parse by name; the cached one must give an equal expression.
+    assert f.__module__ in ("jsonpath_ng.parser", "jsonpath_ng.ext.parser")
+    assert params(f)[0] in ("string", "path")
+    assert str(f("$.a.b")) == str(moto_adapter._parse_jsonpath("$.a.b"))
+    assert moto_adapter._parse_jsonpath_ext("$.x") is moto_adapter._parse_jsonpath_ext("$.x")  # cached
+
+
 CONTRACTS = {
+    "jsonpath_parse_result_path": _jsonpath_parse,
+    "jsonpath_parse_extract": _jsonpath_parse,
     "lambda_invoke": _lambda_invoke,
     "lambda_client_error": _lambda_client_error,
     "boto_client_for": _boto_client_for,
