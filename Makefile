@@ -33,6 +33,8 @@ setup: $(VENV)/.installed $(SAMVENV)/.installed
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	@# each handler is its own top-level `app` module (as in Lambda): type-check them one by one
+	@for f in functions/*/app.py; do MYPYPATH=layers/payeasy $(VENV)/bin/mypy --no-error-summary $$f || exit 1; done
 	@if [ -f $(TEMPLATE) ]; then $(MAKE) --no-print-directory lint-template; fi
 
 lint-template: setup
