@@ -43,6 +43,11 @@ class Clock(Protocol):
         """Mark work in progress (an invocation, a request): an auto clock does not jump meanwhile."""
         ...
 
+    def waiting(self) -> AbstractContextManager[None]:
+        """Inside a ``busy()`` block: this work is blocked on the runtime itself (a Lambda waiting for its
+        StartSyncExecution), so it must not hold time still for what it waits on."""
+        ...
+
 
 def utcnow(clock: Clock) -> datetime:
     return datetime.fromtimestamp(clock.now(), tz=UTC)
@@ -75,6 +80,10 @@ class RealClock:
     def busy(self) -> Iterator[None]:
         yield
 
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        yield
+
 
 @dataclass(order=True)
 class _Timer:
@@ -94,6 +103,7 @@ class VirtualClock:
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
         self._busy = 0
+        self._local = threading.local()
         self._last_activity = time.monotonic()
         self.auto = auto
         self._idle = idle_seconds
@@ -197,13 +207,35 @@ class VirtualClock:
 
     @contextmanager
     def busy(self) -> Iterator[None]:
+        # Re-entrant per thread: a caller that marks its work busy and then invokes a function (which marks
+        # itself busy too) is one piece of work, and one ``waiting()`` must be able to lend it.
+        depth = getattr(self._local, "depth", 0)
+        self._local.depth = depth + 1
+        if depth == 0:
+            with self._lock:
+                self._busy += 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                with self._lock:
+                    self._busy -= 1
+                    self._last_activity = time.monotonic()
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
         with self._lock:
-            self._busy += 1
+            lent = self._busy > 0
+            if lent:
+                self._busy -= 1
+            self._last_activity = time.monotonic()
         try:
             yield
         finally:
             with self._lock:
-                self._busy -= 1
+                if lent:
+                    self._busy += 1
                 self._last_activity = time.monotonic()
 
     # -- auto mode -----------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from local.errors import LocalRuntimeError
 from local.event_sources import EventSourceRunner
 from local.lambda_runtime import LambdaPool
 from local.lambda_runtime.invoke_api import lambda_invoke_middleware
+from local.lambda_runtime.pool import LAMBDA_ACCESS_KEY_ID
 from local.model import StackModel
 from local.ports import InvokeResult
 from local.provision import provision
@@ -39,6 +40,7 @@ from local.template_loader import load_stack
 from local.xray import SegmentStore, XRayDaemon
 
 log = logging.getLogger("local.runtime")
+WSGIApp = Any  # werkzeug/WSGI callables
 
 # moto's backends and the engine hooks are process-wide: one running stack per process.
 _running = threading.Lock()
@@ -129,10 +131,15 @@ class LocalRuntime:
         cfg = self.config
         pool_box: list[LambdaPool] = []
 
-        def invoke_middleware(app):  # the pool exists before the first request arrives
+        def invoke_middleware(app: WSGIApp) -> WSGIApp:  # the pool exists before the first request
             return lambda_invoke_middleware(app, _LazyInvoker(pool_box))
 
-        self.endpoint = AwsEndpoint(host=cfg.host, port=cfg.aws_port, middlewares=[invoke_middleware])
+        def clock_middleware(app: WSGIApp) -> WSGIApp:
+            return _function_calls_wait_on_runtime(app, self.clock)
+
+        self.endpoint = AwsEndpoint(
+            host=cfg.host, port=cfg.aws_port, middlewares=[clock_middleware, invoke_middleware]
+        )
         self.endpoint.start()
         self._stops.append(self.endpoint.stop)
         reset_aws_state(
@@ -208,6 +215,20 @@ class LocalRuntime:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _function_calls_wait_on_runtime(app: WSGIApp, clock: Clock) -> WSGIApp:
+    """A Lambda invocation keeps an auto clock still (``clock.busy``); while its code waits on this endpoint
+    (a StartSyncExecution whose workflow sits in a retry backoff) it must not, or neither could go on.
+    Function code is recognised by the access key every execution environment signs with."""
+
+    def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+        if f"Credential={LAMBDA_ACCESS_KEY_ID}/" not in environ.get("HTTP_AUTHORIZATION", ""):
+            return app(environ, start_response)
+        with clock.waiting():
+            return list(app(environ, start_response))
+
+    return wrapped
 
 
 def samconfig_region(template: Path) -> str | None:

@@ -196,7 +196,9 @@ class Gateway:
                 outcome.done.set()
 
         threading.Thread(target=run, name=f"apigw-invoke-{function}", daemon=True).start()
-        if not self.clock.wait_event(outcome.done, self.integration_timeout):
+        with self.clock.waiting():  # the invocation thread holds the clock now; this request only waits
+            finished = self.clock.wait_event(outcome.done, self.integration_timeout)
+        if not finished:
             return None
         return outcome
 

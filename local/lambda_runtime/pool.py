@@ -46,6 +46,8 @@ from local.xray import parse_trace_header as _parse_trace_header
 
 log = logging.getLogger(__name__)
 
+# The access key of every execution environment: the runtime recognises calls made by function code by it.
+LAMBDA_ACCESS_KEY_ID = "ASIALOCALLAMBDAKEY00"
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100  # the figure Lambda's error message quotes
@@ -669,7 +671,7 @@ class LambdaPool:
                 "LAMBDA_RUNTIME_DIR": str(BOOTSTRAP.parent),
                 "_HANDLER": spec.handler,
                 "TZ": ":UTC",
-                "AWS_ACCESS_KEY_ID": "ASIALOCALLAMBDAKEY00",
+                "AWS_ACCESS_KEY_ID": LAMBDA_ACCESS_KEY_ID,
                 "AWS_SECRET_ACCESS_KEY": "local-lambda-secret-access-key",
                 "AWS_SESSION_TOKEN": "local-lambda-session-token",
                 "AWS_ENDPOINT_URL": self._endpoint_url,

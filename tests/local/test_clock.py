@@ -86,3 +86,24 @@ def test_sleep_cancel_and_real_clock_scale():
     assert time.monotonic() - t0 < 1
     with pytest.raises(ValueError):
         RealClock(scale=0)
+
+
+def test_waiting_inside_busy_lets_the_auto_clock_jump():
+    clock = VirtualClock(start=0.0, auto=True)
+    try:
+        with clock.busy():
+            t, _ = _in_thread(lambda: clock.sleep(5, auto=True))
+            time.sleep(0.1)
+            assert t.is_alive()
+            with clock.waiting():
+                t.join(1)
+                assert not t.is_alive()
+        with clock.waiting():  # outside busy(): nothing to lend, the count never goes negative
+            pass
+        with clock.busy():
+            t, _ = _in_thread(lambda: clock.sleep(5, auto=True))
+            time.sleep(0.1)
+            assert t.is_alive()
+        t.join(1)
+    finally:
+        clock.close()

@@ -198,3 +198,18 @@ def test_aws_cli_start_sync_execution_against_the_endpoint(runtime: LocalRuntime
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == "SUCCEEDED"
+
+
+def test_a_workflow_retry_inside_an_api_call_advances_the_auto_clock(runtime: LocalRuntime) -> None:
+    # The API's Lambda waits on StartSyncExecution while the workflow sits in a retry backoff: the clock
+    # must still jump (the function is waiting on the runtime, not running), or both wait forever.
+    started = time.monotonic()
+    ok = requests.post(
+        f"{runtime.api_url}/orders",
+        json={"order_id": f"r-{uuid.uuid4().hex[:6]}", "items": [3], "fail_times": 2},
+        headers={"x-api-key": API_KEY},
+        timeout=30,
+    )
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["order"]["trail"][0] == "validate"
+    assert time.monotonic() - started < 4  # the function's Timeout is 5 s: no real backoff was slept
