@@ -2,6 +2,7 @@
 
 python -m bench            # local runtime: EXPRESS StartSyncExecution, ours vs stock moto
 python -m bench --count 500
+python -m bench payments   # payment API: sync POST /payments with the acquirer at 0 and 300 ms, cold start
 """
 
 from __future__ import annotations
@@ -89,11 +90,15 @@ def bench_local(count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("suite", nargs="?", default="local", choices=["local"])
+    parser.add_argument("suite", nargs="?", default="local", choices=["local", "payments"])
     parser.add_argument("--count", type=int, default=300)
     args = parser.parse_args()
     if args.suite == "local":
         bench_local(args.count)
+    elif args.suite == "payments":
+        from bench.payments import bench_payments  # imports the test helpers only when asked
+
+        bench_payments(args.count)
 
 
 if __name__ == "__main__":

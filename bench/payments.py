@@ -1,0 +1,140 @@
+"""`python -m bench payments`: the payment API's speed on the local stack, as `make run` starts it.
+
+Sync `POST /payments` (4242 card, automatic capture, a fresh Idempotency-Key each) through API Gateway ->
+router -> EXPRESS workflow, with the acquirer simulator answering at 0 ms and at 300 ms. The flow calls the
+acquirer three times (tokenize in the router, authorize and capture in the workflow), so at 300 ms the
+orchestration overhead is (p50 - 3 x 300 ms) / p50. Cold start: the router's Init Duration (its REPORT log
+lines, one per new environment) and the first POST on a fresh stack (router, authorize and capture cold).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import boto3
+
+from bench.stats import Figures, figures, table
+from tests.app.stack import APPROVED, MERCHANT_A_KEY, PaymentsApi, StackProcess, payment_body
+
+ACQUIRER_CALLS = 3  # tokenize + authorize + capture
+TARGETS = "p50 <= 20 ms, p99 <= 60 ms at 0 ms; overhead <= 5 % at 300 ms; router cold start <= 300 ms"
+_INIT = re.compile(r"Init Duration: ([\d.]+) ms")
+_DURATION = re.compile(r"\tDuration: ([\d.]+) ms")
+
+
+@dataclass
+class ColdStart:
+    first_post_ms: float  # fresh stack: every function cold
+    router_init_ms: list[float]  # import of the router, per new environment
+    router_first_ms: list[float]  # init + first invocation, per new environment
+
+
+def _pay(api: PaymentsApi) -> float:
+    started = time.perf_counter()
+    answer = api.create(payment_body(APPROVED), f"bench-{uuid.uuid4().hex}")
+    elapsed = time.perf_counter() - started
+    if answer.status_code != 200 or answer.json().get("status") != "succeeded":
+        raise RuntimeError(f"benchmark payment failed: {answer.status_code} {answer.text[:300]}")
+    return elapsed
+
+
+def _run(api_url: str, count: int, clients: int) -> tuple[list[float], float]:
+    local = threading.local()
+    apis: list[PaymentsApi] = []
+    lock = threading.Lock()
+
+    def one(_: int) -> float:
+        if not hasattr(local, "api"):
+            local.api = PaymentsApi(api_url, MERCHANT_A_KEY)
+            with lock:
+                apis.append(local.api)
+        return _pay(local.api)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        samples = list(pool.map(one, range(count)))
+    wall = time.perf_counter() - started
+    for api in apis:
+        api.close()
+    return samples, wall
+
+
+def _router_reports(stack: StackProcess) -> tuple[list[float], list[float]]:
+    """(Init Duration, Init + Duration) of every cold invocation of the router, from its CloudWatch Logs."""
+    logs = boto3.client(
+        "logs",
+        endpoint_url=stack.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    group = next(
+        g["logGroupName"]
+        for g in logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]
+        if g["logGroupName"].endswith("RouterFunction")
+    )
+    inits: list[float] = []
+    firsts: list[float] = []
+    for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group, filterPattern="REPORT"):
+        for event in page["events"]:
+            init, duration = _INIT.search(event["message"]), _DURATION.search(event["message"])
+            if init and duration:
+                inits.append(float(init.group(1)))
+                firsts.append(float(init.group(1)) + float(duration.group(1)))
+    return inits, firsts
+
+
+def _measure(latency_ms: int, count: int, clients: int) -> tuple[list[Figures], ColdStart]:
+    stack = StackProcess(acquirer_latency_ms=latency_ms).start()
+    try:
+        stack.wait_for_acquirer()
+        first, _ = _run(stack.api_url, 1, 1)
+        _run(stack.api_url, 10, 1)  # warm: definitions parsed, connections open
+        label = f"acquirer {latency_ms:>3} ms, sync POST /payments"
+        samples, wall = _run(stack.api_url, count, 1)
+        rows = [figures(f"{label}, 1 client", samples, wall)]
+        if clients > 1:
+            _run(stack.api_url, 4 * clients, clients)  # warm: one environment per client (cold starts apart)
+            samples, wall = _run(stack.api_url, count, clients)
+            rows.append(figures(f"{label}, {clients} clients", samples, wall))
+        inits, firsts = _router_reports(stack)
+        return rows, ColdStart(first[0] * 1000, inits, firsts)
+    finally:
+        code = stack.stop()
+        if code != 0:
+            print(f"warning: the stack exited with status {code}")
+
+
+def bench_payments(count: int, clients: int = 4) -> None:
+    fast_rows, cold = _measure(0, count, clients)
+    # Each payment waits 3 x 300 ms at the acquirer: fewer runs keep the suite short.
+    slow_rows, _ = _measure(300, max(10, count // 10), clients)
+    slow_p50 = slow_rows[0].p50_ms
+    acquirer_ms = ACQUIRER_CALLS * 300
+    overhead = (slow_p50 - acquirer_ms) / slow_p50 * 100
+    init = statistics.median(cold.router_init_ms) if cold.router_init_ms else float("nan")
+    first = statistics.median(cold.router_first_ms) if cold.router_first_ms else float("nan")
+    print(
+        table(
+            fast_rows + slow_rows,
+            {
+                "orchestration overhead at 300 ms (p50 - 3 x 300 ms) / p50": (
+                    f"{overhead:.1f} % ({slow_p50 - acquirer_ms:.1f} ms of {slow_p50:.1f} ms)"
+                ),
+                "router cold start (median of new environments)": (
+                    f"Init Duration {init:.0f} ms, init + first invocation {first:.0f} ms "
+                    f"(n={len(cold.router_init_ms)})"
+                ),
+                "first POST on a fresh stack (router, authorize, capture all cold)": (
+                    f"{cold.first_post_ms:.0f} ms"
+                ),
+                "targets (issue 4)": TARGETS,
+            },
+        )
+    )
