@@ -204,7 +204,16 @@ def _jsonpath_parse(f: Any) -> None:
     assert moto_adapter._parse_jsonpath_ext("$.x") is moto_adapter._parse_jsonpath_ext("$.x")  # cached
 
 
+def _moto_module_list(f: Any) -> None:
+    # the server calls it as backends.list_of_moto_modules() per request; the cached copy must agree
+    assert params(f) == []
+    assert "os.listdir" in source(f)
+    assert tuple(f()) == moto_adapter._moto_modules()
+    assert "stepfunctions" in moto_adapter._moto_modules()
+
+
 CONTRACTS = {
+    "moto_module_list": _moto_module_list,
     "jsonpath_parse_result_path": _jsonpath_parse,
     "jsonpath_parse_extract": _jsonpath_parse,
     "lambda_invoke": _lambda_invoke,
