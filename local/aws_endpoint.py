@@ -15,11 +15,13 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from local.errors import LocalRuntimeError
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Middleware = Callable[[WSGIApp], WSGIApp]
 
 
-class PortInUseError(RuntimeError):
+class PortInUseError(LocalRuntimeError):
     """The endpoint's port is taken by another process."""
 
 
@@ -91,6 +93,10 @@ class AwsEndpoint:
                 threaded=True,
                 request_handler=QuietHandler,
             )
+        except SystemExit:  # werkzeug reports a taken port by printing two lines and calling sys.exit(1)
+            raise PortInUseError(
+                f"port {self._requested_port} on {self.host} is already in use (AWS endpoint)"
+            ) from None
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(

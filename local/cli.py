@@ -7,15 +7,19 @@ one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,12 +147,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _user_error(exc: BaseException) -> CliError | None:
     """Map the runtime's own clear errors (and OS-level ones) to a one-line CLI error."""
+    from local.aws_endpoint import PortInUseError as EndpointPortInUseError
     from local.errors import LocalRuntimeError
 
-    if isinstance(exc, LocalRuntimeError):
+    # aws_endpoint's PortInUseError is its own RuntimeError, not a LocalRuntimeError.
+    if isinstance(exc, LocalRuntimeError | EndpointPortInUseError):
         return CliError(str(exc))
     if isinstance(exc, FileNotFoundError):
         return CliError(f"file not found: {exc.filename}")
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        # e.g. the X-Ray daemon's UDP port, which raises the bare OSError.
+        return CliError(f"a port the stack needs is in use ({exc.strerror}): choose others with the flags")
     return None
 
 
@@ -171,10 +180,19 @@ def _start_sidecars(commands: list[str]) -> list[subprocess.Popen[bytes]]:
     procs: list[subprocess.Popen[bytes]] = []
     for command in commands:
         try:
-            procs.append(subprocess.Popen(shlex.split(command)))
+            argv = shlex.split(command)
+            if not argv:
+                raise CliError("empty --sidecar command")
+            procs.append(subprocess.Popen(argv))
+        except ValueError as exc:  # shlex: unbalanced quotes
+            _stop_sidecars(procs)
+            raise CliError(f"cannot parse sidecar {command!r}: {exc}") from exc
         except OSError as exc:
             _stop_sidecars(procs)
             raise CliError(f"cannot start sidecar {command!r}: {exc.strerror}") from exc
+        except CliError:
+            _stop_sidecars(procs)
+            raise
     time.sleep(0.5 if procs else 0)
     for command, proc in zip(commands, procs, strict=True):
         if proc.poll() is not None:
@@ -207,28 +225,74 @@ def cmd_start(args: argparse.Namespace) -> int:
     )
     if args.clock_scale <= 0:
         raise CliError("--clock-scale must be > 0")
+    _check_ports_free(args.host, ports)
     runtime = LocalRuntime(_runtime_config(args, ports=ports), clock=RealClock(scale=args.clock_scale))
+    stop = _stop_on_signals()
     sidecars = _start_sidecars(args.sidecar)
     try:
         runtime.start()
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit/KeyboardInterrupt too: never leave sidecars behind
         _stop_sidecars(sidecars)
-        err = _user_error(exc)
+        if isinstance(exc, SystemExit):
+            # werkzeug's make_server prints its reason and calls sys.exit(1) when it cannot bind.
+            raise CliError(f"the AWS endpoint cannot listen on {args.host}:{ports[0]} (see above)") from exc
+        err = _user_error(exc) if isinstance(exc, Exception) else None
         if err is None:
             raise
         raise err from exc
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(describe(runtime), flush=True)
     try:
+        if not stop.is_set():  # a signal during start-up: stop without announcing
+            print(describe(runtime), flush=True)
         stop.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
         pass
     finally:
         print("stopping ...", file=sys.stderr, flush=True)
-        runtime.stop()
-        _stop_sidecars(sidecars)
+        try:
+            runtime.stop()
+        finally:
+            _stop_sidecars(sidecars)
     return 0
+
+
+def _check_ports_free(host: str, ports: tuple[int, int, int]) -> None:
+    """Fail before the slow template load, in one line, if a fixed port is taken. (The AWS endpoint cannot
+    report this itself: werkzeug's make_server prints to stderr and calls sys.exit(1).)"""
+    checks = (
+        ("AWS endpoint", ports[0], socket.SOCK_STREAM, "--port"),
+        ("API Gateway", ports[1], socket.SOCK_STREAM, "--api-port"),
+        ("X-Ray daemon", ports[2], socket.SOCK_DGRAM, "--xray-port"),
+    )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for what, port, kind, flag in checks:
+        if port == 0:
+            continue
+        with socket.socket(family, kind) as probe:
+            if kind == socket.SOCK_STREAM:
+                # As the HTTP servers do, so a port left in TIME_WAIT is not reported as taken.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+                raise CliError(
+                    f"{what} cannot listen on {host}:{port}: {reason} (choose another with {flag})"
+                ) from exc
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGINT and SIGTERM both ask for a clean stop. SIGINT is handled explicitly because a shell starts
+    background jobs (`make run &`, CI scripts) with SIGINT ignored, which would make Ctrl-C/kill -INT a no-op.
+    A second SIGINT while stopping falls back to KeyboardInterrupt."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return stop
 
 
 def describe(runtime: Any) -> str:
@@ -272,15 +336,15 @@ def _read_event(path: Path | None) -> bytes:
 def cmd_invoke(args: argparse.Namespace) -> int:
     payload = _read_event(args.event)
     if args.endpoint_url:
-        import boto3
-
-        client = boto3.client(
-            "lambda", endpoint_url=args.endpoint_url, region_name=args.region or "us-east-1"
-        )
-        try:
-            resp = client.invoke(FunctionName=args.function, Payload=payload, LogType="Tail")
-        except client.exceptions.ResourceNotFoundException as exc:
-            raise CliError(f"function {args.function!r} not found at {args.endpoint_url}") from exc
+        client = _aws_client("lambda", args.endpoint_url, args.region)
+        with _talking_to(args.endpoint_url):
+            try:
+                resp = client.invoke(FunctionName=args.function, Payload=payload, LogType="Tail")
+            except client.exceptions.ResourceNotFoundException as exc:
+                raise CliError(
+                    f"function {args.function!r} not found at {args.endpoint_url}"
+                    " (use the deployed name, e.g. <stack>-<LogicalId>)"
+                ) from exc
         body = resp["Payload"].read().decode()
         print(body)
         return 1 if resp.get("FunctionError") else 0
@@ -337,38 +401,69 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _sfn(endpoint_url: str, region: str | None) -> Any:
+def _aws_client(service: str, endpoint_url: str, region: str | None) -> Any:
+    """A client for the local endpoint. Works with no AWS configuration at all (moto accepts any key), and
+    fails fast when nothing listens instead of retrying a refused connection for several seconds."""
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("stepfunctions", endpoint_url=endpoint_url, region_name=region or "us-east-1")
+    session = boto3.Session(region_name=region)
+    fake = None if session.get_credentials() is not None else "local"
+    client: Any = session.client(  # type: ignore[call-overload]  # service is a runtime string
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region or session.region_name or "us-east-1",
+        aws_access_key_id=fake,
+        aws_secret_access_key=fake,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=310),
+    )
+    return client
+
+
+@contextmanager
+def _talking_to(endpoint_url: str) -> Iterator[None]:
+    """AWS call failures the user can cause (nothing listening, a wrong URL, a bad ARN) as one line."""
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+    try:
+        yield
+    except EndpointConnectionError as exc:
+        raise CliError(f"cannot reach {endpoint_url}: is `python -m local start` running? ({exc})") from exc
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise CliError(f"{endpoint_url}: {error.get('Code')}: {error.get('Message')}") from exc
+    except BotoCoreError as exc:
+        raise CliError(f"{endpoint_url}: {exc}") from exc
+
+
+def _sfn(endpoint_url: str, region: str | None) -> Any:
+    return _aws_client("stepfunctions", endpoint_url, region)
 
 
 def cmd_executions(args: argparse.Namespace) -> int:
     sfn = _sfn(args.endpoint_url, args.region)
-    try:
-        machines = sfn.list_state_machines()["stateMachines"]
-    except Exception as exc:  # connection refused etc.
-        raise CliError(
-            f"cannot reach {args.endpoint_url}: is `make run` running? ({exc.__class__.__name__})"
-        ) from exc
     wanted = args.state_machine
-    for machine in machines:
-        if wanted and wanted not in (machine["name"], machine["stateMachineArn"]):
-            continue
-        for ex in sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]:
-            stop = ex.get("stopDate")
-            print(
-                f"{ex['status']:10} {machine['name']:30} {ex['startDate']} {stop or '-'} {ex['executionArn']}"
-            )
+    with _talking_to(args.endpoint_url):
+        machines = sfn.list_state_machines()["stateMachines"]
+        for machine in machines:
+            if wanted and wanted not in (machine["name"], machine["stateMachineArn"]):
+                continue
+            for ex in sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]:
+                stop = ex.get("stopDate")
+                print(
+                    f"{ex['status']:10} {machine['name']:30} {ex['startDate']} {stop or '-'}"
+                    f" {ex['executionArn']}"
+                )
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     sfn = _sfn(args.endpoint_url, args.region)
-    try:
-        events = sfn.get_execution_history(executionArn=args.execution_arn)["events"]
-    except sfn.exceptions.ExecutionDoesNotExist as exc:
-        raise CliError(f"no execution {args.execution_arn}") from exc
+    with _talking_to(args.endpoint_url):
+        try:
+            events = sfn.get_execution_history(executionArn=args.execution_arn)["events"]
+        except (sfn.exceptions.ExecutionDoesNotExist, sfn.exceptions.InvalidArn) as exc:
+            raise CliError(f"no execution {args.execution_arn}: {exc.response['Error']['Message']}") from exc
     for ev in events:
         details = {k: v for k, v in ev.items() if k.endswith("EventDetails")}
         detail = json.dumps(next(iter(details.values()), {}), default=str)
