@@ -18,6 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local.clock import Clock, utcnow
+from local.uploader import BackgroundUploader
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class _Stream:
     created: bool = False
 
 
-class CloudWatchLogsSink:
+class CloudWatchLogsSink(BackgroundUploader):
     """``write(function_name, line)`` is the Lambda pool's ``log_sink`` callback. Lines are buffered and put
     by a background thread (started on first write) or by ``flush()``; ``endpoint_url=None`` only echoes.
     ``close()`` stops the thread after a last flush."""
@@ -85,24 +86,17 @@ class CloudWatchLogsSink:
         flush_interval: float = 1.0,
         max_buffered: int = 100_000,
     ) -> None:
-        self.endpoint_url = endpoint_url
+        super().__init__(endpoint_url, flush_interval)
         self.region = region
         self.clock = clock
         # True: stderr (what `make run` shows); False/None: no echo; or any text stream.
         self.echo: TextIO | None = sys.stderr if echo is True else None if echo is False else echo
-        self.flush_interval = flush_interval  # real seconds: uploading is plumbing, not emulated AWS time
         self.max_buffered = max_buffered
-        self._lock = threading.Lock()
-        self._send_lock = threading.Lock()
         self._echo_lock = threading.Lock()
         self._streams: dict[tuple[str, str | None], _Stream] = {}
         self._groups: set[str] = set()
         self._buffered = 0
         self._client: Any = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._closed = False
         self.sent = 0
         self.dropped = 0  # buffer overflow or the endpoint failing
         self.rejected = 0  # events the endpoint refused (outside its -14 days / +2 hours window)
@@ -151,43 +145,6 @@ class CloudWatchLogsSink:
         self._warn_once("overflow", "CloudWatch Logs: buffer full, dropping the oldest lines")
 
     # -- uploading -----------------------------------------------------------------------------------------
-    def start(self) -> CloudWatchLogsSink:
-        """Start the background uploader now (it also starts by itself on first use)."""
-        with self._lock:
-            self._start_locked()
-        return self
-
-    def _start_locked(self) -> None:
-        if self.endpoint_url is not None and self._thread is None and not self._closed:
-            self._thread = threading.Thread(target=self._run, name="cloudwatch-logs", daemon=True)
-            self._thread.start()
-
-    def close(self) -> None:
-        """Stop the background uploader after a last flush. Later lines are kept (or echoed) but only
-        uploaded by an explicit ``flush()``."""
-        with self._lock:
-            self._closed = True
-            thread, self._thread = self._thread, None
-        self._stop.set()
-        self._wake.set()
-        if thread is not None:
-            thread.join(timeout=15)
-        self.flush()
-
-    stop = close
-
-    def __enter__(self) -> CloudWatchLogsSink:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
-            self.flush()
-
     def flush(self) -> None:
         """Upload every line written so far; returns when the endpoint has answered (or failed)."""
         if self.endpoint_url is None:

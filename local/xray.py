@@ -33,6 +33,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from local.uploader import BackgroundUploader
+
 log = logging.getLogger(__name__)
 
 _TRACE_ID = re.compile(r"^1-[0-9a-f]{8}-[0-9a-f]{24}$")
@@ -393,7 +395,7 @@ def _xray_client(endpoint_url: str, region: str) -> Any:
     )
 
 
-class SegmentStore:
+class SegmentStore(BackgroundUploader):
     """A ``SegmentSink``: keeps the last ``max_segments`` documents in memory, indexed by trace id, and
     forwards them to the X-Ray API of ``endpoint_url`` in batches (PutTraceSegments), from a background thread
     started on first emit (``close()`` stops it after a last flush) or synchronously with ``flush()``.
@@ -413,20 +415,13 @@ class SegmentStore:
     ) -> None:
         if max_segments < 1:
             raise ValueError("max_segments must be >= 1")
-        self.endpoint_url = endpoint_url
+        super().__init__(endpoint_url, flush_interval)
         self.region = region
         self.max_segments = max_segments
-        self.flush_interval = flush_interval  # real seconds: forwarding is plumbing, not emulated AWS time
-        self._lock = threading.Lock()
-        self._send_lock = threading.Lock()  # one forwarder at a time keeps flush() a barrier
         self._order: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._traces: dict[str, dict[str, dict[str, Any]]] = {}
         self._pending: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._client: Any = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._closed = False
         self.forwarded = 0
         self.rejected = 0  # documents the endpoint answered as UnprocessedTraceSegments
         self.failed = 0  # documents lost because the endpoint call itself failed
@@ -475,43 +470,6 @@ class SegmentStore:
             return len(self._order)
 
     # -- forwarding ----------------------------------------------------------------------------------------
-    def start(self) -> SegmentStore:
-        """Start the background uploader now (it also starts by itself on first use)."""
-        with self._lock:
-            self._start_locked()
-        return self
-
-    def _start_locked(self) -> None:
-        if self.endpoint_url is not None and self._thread is None and not self._closed:
-            self._thread = threading.Thread(target=self._run, name="xray-forwarder", daemon=True)
-            self._thread.start()
-
-    def close(self) -> None:
-        """Stop the background uploader after a last flush. Later lines are kept (or echoed) but only
-        uploaded by an explicit ``flush()``."""
-        with self._lock:
-            self._closed = True
-            thread, self._thread = self._thread, None
-        self._stop.set()
-        self._wake.set()
-        if thread is not None:
-            thread.join(timeout=15)
-        self.flush()
-
-    stop = close
-
-    def __enter__(self) -> SegmentStore:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
-            self.flush()
-
     def flush(self) -> None:
         """Send everything emitted so far; returns when it has been answered (or failed)."""
         if self.endpoint_url is None:
