@@ -213,3 +213,41 @@ def test_a_workflow_retry_inside_an_api_call_advances_the_auto_clock(runtime: Lo
     assert ok.status_code == 200, ok.text
     assert ok.json()["order"]["trail"][0] == "validate"
     assert time.monotonic() - started < 4  # the function's Timeout is 5 s: no real backoff was slept
+
+
+def test_one_trace_spans_the_api_stage_and_the_lambda_function(runtime: LocalRuntime) -> None:
+    resp = requests.get(f"{runtime.api_url}/health", timeout=10)
+    root = resp.headers["X-Amzn-Trace-Id"].split(";")[0].removeprefix("Root=")
+    deadline = time.monotonic() + 5
+    origins: set[str] = set()
+    while time.monotonic() < deadline and not {"AWS::ApiGateway::Stage", "AWS::Lambda::Function"} <= origins:
+        origins = {s.get("origin", "") for s in runtime.segments.get_trace(root)}
+        time.sleep(0.05)
+    assert {"AWS::ApiGateway::Stage", "AWS::Lambda", "AWS::Lambda::Function"} <= origins
+    xray = _client(runtime, "xray")
+    runtime.segments.flush()
+    traces = xray.batch_get_traces(TraceIds=[root])["Traces"]
+    assert traces and traces[0]["Id"] == root  # unmodified clients see it through the X-Ray API
+
+
+def test_a_traced_execution_emits_its_state_machine_segment_in_the_callers_trace(runtime: LocalRuntime) -> None:
+    sfn = _client(runtime, "stepfunctions")
+    root = f"1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}"
+    out = sfn.start_sync_execution(
+        stateMachineArn=_arn(runtime, "ExpressMachine"),
+        input=json.dumps({"order_id": f"t-{uuid.uuid4().hex[:6]}", "items": [1]}),
+        traceHeader=f"Root={root};Sampled=1",
+    )
+    assert out["status"] == "SUCCEEDED"
+    deadline = time.monotonic() + 5
+    docs: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        docs = runtime.segments.get_trace(root)
+        if any(d.get("origin") == "AWS::StepFunctions::StateMachine" for d in docs):
+            break
+        time.sleep(0.05)
+    machine = [d for d in docs if d.get("origin") == "AWS::StepFunctions::StateMachine"]
+    assert len(machine) == 1, [(d.get("origin"), d.get("name")) for d in docs]
+    tasks = [s["name"] for s in machine[0].get("subsegments", [])]
+    assert {"Validate", "Price", "Reserve", "Charge", "Confirm"} <= set(tasks)
+    assert any(d.get("origin") == "AWS::Lambda::Function" for d in docs)
