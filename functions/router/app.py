@@ -8,7 +8,7 @@ import time
 from functools import lru_cache
 from typing import Annotated, Any
 
-import boto3
+from api_docs import register as register_api_docs
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -53,7 +53,8 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
-app.enable_swagger(path="/swagger", title="PayEasy Payments API", version="1.0.0")
+# Not app.enable_swagger(): the OpenAPI models it imports would cost every cold start (see api_docs).
+register_api_docs(app, path="/swagger", title="PayEasy Payments API", version="1.0.0")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _ERRORS: dict[int, Any] = {
@@ -70,9 +71,14 @@ _ERRORS: dict[int, Any] = {
 idempotency_config = IdempotencyConfig(
     event_key_jmespath="key", payload_validation_jmespath="request", expires_after_seconds=24 * 3600
 )
-# One persistence layer per idempotent function (Powertools keeps per-function state in it).
-persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", "idempotency"))
-action_persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", "idempotency"))
+# One persistence layer per idempotent function (Powertools keeps per-function state in it), both on the
+# shared DynamoDB client: by default each layer builds its own boto3 session and client (~70 ms apiece).
+persistence = DynamoDBPersistenceLayer(
+    table_name=os.environ.get("IDEMPOTENCY_TABLE", "idempotency"), boto3_client=wiring.aws_client("dynamodb")
+)
+action_persistence = DynamoDBPersistenceLayer(
+    table_name=os.environ.get("IDEMPOTENCY_TABLE", "idempotency"), boto3_client=wiring.aws_client("dynamodb")
+)
 
 
 # --- merchant from API key ---------------------------------------------------------------------------------
@@ -352,9 +358,8 @@ def _answer(payment: Payment) -> dict[str, Any]:
     return {"status_code": 502, "body": api_error.body()}
 
 
-@lru_cache(maxsize=1)
 def _sfn() -> Any:
-    return boto3.client("stepfunctions")
+    return wiring.aws_client("stepfunctions")
 
 
 # --- errors -------------------------------------------------------------------------------------------------

@@ -27,7 +27,12 @@ class FakeContext:
 
 
 def load_function(name: str) -> ModuleType:
-    """Imports functions/<name>/app.py under a unique module name (every function's module is ``app``)."""
+    """Imports functions/<name>/app.py under a unique module name (every function's module is ``app``).
+
+    The function's directory goes on sys.path, as Lambda's task root does, for its sibling modules."""
+    task_root = str(ROOT / "functions" / name)
+    if task_root not in sys.path:
+        sys.path.append(task_root)
     module_name = f"payeasy_fn_{name}"
     spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / name / "app.py")
     assert spec is not None and spec.loader is not None
@@ -62,4 +67,4 @@ def reset_caches() -> None:
     from payeasy import wiring
 
     parameters.clear_caches()
-    wiring.payment_repository.cache_clear()
+    wiring.reset()

@@ -6,8 +6,12 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -22,7 +26,7 @@ from payeasy.status import PaymentStatus
 from simulators.acquirer.server import AcquirerServer
 
 from .conftest import ACQUIRER_KEY
-from .handler_support import FakeContext, aws_env, load_event, load_function, reset_caches
+from .handler_support import ROOT, FakeContext, aws_env, load_event, load_function, reset_caches
 from .pan_scan import find_card_data
 
 KEY_A = "pk_test_merchant_a_4f8b2c71d9e6"
@@ -359,3 +363,32 @@ def test_failed_payment_cannot_be_refunded(router: ModuleType) -> None:
     _, declined = call(router, load_event("create_payment_declined"))
     status, body = call(router, action_event(declined["error"]["payment_id"], "refunds", None, key="r9"))
     assert status == 409 and "failed" in body["error"]["message"]
+
+
+def test_cold_import_defers_what_no_payment_needs(tmp_path: Path) -> None:
+    """A fresh environment's import of the router builds one boto3 client per service and leaves the OpenAPI
+    models (only /swagger needs them) unimported: both were most of its cold start."""
+    probe = (
+        "import sys, boto3.session\n"
+        "made = []\n"
+        "real = boto3.session.Session.client\n"
+        "def client(self, name, *a, **k):\n"
+        "    made.append(name)\n"
+        "    return real(self, name, *a, **k)\n"
+        "boto3.session.Session.client = client\n"
+        "import app\n"
+        "print(sorted(made), 'aws_lambda_powertools.event_handler.openapi.models' in sys.modules)\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions" / "router"), str(ROOT / "layers" / "payeasy")]),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['dynamodb']", "False"]
