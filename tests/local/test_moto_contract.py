@@ -212,8 +212,22 @@ def _moto_module_list(f: Any) -> None:
     assert "stepfunctions" in moto_adapter._moto_modules()
 
 
+def _response_method_names(f: Any) -> None:
+    # call_action asks for the class's method names per request; the cached list must be the same one.
+    from moto.core import responses
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    assert params(f) == ["clazz"] and "getmembers" in source(f)
+    cached = moto_adapter._method_names(StepFunctionResponse)
+    assert f(StepFunctionResponse) == cached and "start_sync_execution" in cached
+    assert moto_adapter._method_names(StepFunctionResponse) is cached
+
+    assert responses.method_names_from_class is moto_adapter._method_names  # looked up by name in call_action
+
+
 CONTRACTS = {
     "moto_module_list": _moto_module_list,
+    "response_method_names": _response_method_names,
     "jsonpath_parse_result_path": _jsonpath_parse,
     "jsonpath_parse_extract": _jsonpath_parse,
     "lambda_invoke": _lambda_invoke,

@@ -230,7 +230,7 @@ def test_one_trace_spans_the_api_stage_and_the_lambda_function(runtime: LocalRun
     assert traces and traces[0]["Id"] == root  # unmodified clients see it through the X-Ray API
 
 
-def test_a_traced_execution_emits_its_state_machine_segment_in_the_callers_trace(runtime: LocalRuntime) -> None:
+def test_a_traced_execution_emits_its_machine_segment_in_the_callers_trace(runtime: LocalRuntime) -> None:
     sfn = _client(runtime, "stepfunctions")
     root = f"1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}"
     out = sfn.start_sync_execution(

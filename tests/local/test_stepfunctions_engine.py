@@ -499,3 +499,45 @@ def test_trace_header_produces_state_machine_segment_and_task_subsegments(endpoi
 
     sfn.start_sync_execution(stateMachineArn=arn, input='{"n": 1}')  # untraced: nothing emitted
     assert len(sink.segments) == 1 and invoker.calls[-1][2] is None
+
+
+def test_task_timeout_runs_on_clock_and_undeclared_timeouts_run_inline(endpoint, invoker):
+    """A Task without TimeoutSeconds runs on the evaluating thread (no watchdog thread); one with
+    TimeoutSeconds still runs under a watchdog that fires on the clock."""
+    clock = VirtualClock()
+    sfn = install(endpoint, invoker, clock)
+    threads: list[tuple[str, threading.Thread]] = []  # Thread objects: idents get reused
+    release = threading.Event()
+
+    def quick(event: dict[str, Any]) -> Any:
+        threads.append(("quick", threading.current_thread()))
+        return event
+
+    def slow(event: dict[str, Any]) -> Any:
+        threads.append(("slow", threading.current_thread()))
+        release.wait(5)
+        return event
+
+    invoker.handlers.update(quick=quick, slow=slow)
+    inline = create(sfn, "task_timeouts.asl.json", sm_type="EXPRESS", Bounded="quick")
+    out = sfn.start_sync_execution(stateMachineArn=inline, input='{"n": 1}')
+    assert out["status"] == "SUCCEEDED" and json.loads(out["output"]) == {"n": 1}
+    first, second, bounded = (thread for _, thread in threads)
+    assert first is second  # no TimeoutSeconds: both evaluated on the same (program) thread
+    assert bounded is not first  # TimeoutSeconds 30: evaluated under a watchdog thread
+
+    threads.clear()
+    t0 = clock.now()
+    timed = create(sfn, "task_timeouts.asl.json", Bounded="slow")
+    execution = sfn.start_execution(stateMachineArn=timed, input="{}")["executionArn"]
+    try:
+        wait_for(lambda: any(name == "slow" for name, _ in threads))
+        wait_for(lambda: (t0 + 30, False) in clock.pending())  # the TimeoutSeconds wait is on the clock
+        clock.advance(29)
+        time.sleep(0.05)
+        assert sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
+        clock.advance(2)
+        desc = wait_done(sfn, execution)
+    finally:
+        release.set()
+    assert (desc["status"], desc["error"]) == ("FAILED", "States.Timeout")
