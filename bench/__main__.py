@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -45,6 +47,52 @@ def _sync_runs(sfn: Any, arn: str, count: int, workers: int) -> tuple[list[float
     return samples, time.perf_counter() - start
 
 
+_BANNER_ENDPOINT = re.compile(r"AWS endpoint\s+(http://\S+)")
+_BANNER_MACHINE = re.compile(r"state machine\s+\S+\s+\((?:STANDARD|EXPRESS)\)\s+(arn:\S+)")
+
+
+def _stack_process(template: Path) -> tuple[subprocess.Popen[str], str, dict[str, str]]:
+    """`python -m local start` as users run it: its own process, so the client does not share its GIL."""
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "local", "start", "--template", str(template)),
+            *("--port", "0", "--api-port", "0", "--xray-port", "0"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    endpoint, arns = "", {}
+    for line in proc.stdout:
+        if m := _BANNER_ENDPOINT.search(line):
+            endpoint = m.group(1)
+        if m := _BANNER_MACHINE.search(line):
+            arns[m.group(1).rsplit("-", 1)[-1]] = m.group(1)  # "<stack>-<LogicalId>" -> LogicalId
+        if line.startswith("Ctrl-C"):
+            break
+    if not endpoint:
+        proc.kill()
+        raise RuntimeError("the local stack did not start")
+    return proc, endpoint, arns
+
+
+def bench_local_process(count: int) -> list[Figures]:
+    proc, endpoint, arns = _stack_process(HERE / "fixture" / "template.yaml")
+    try:
+        sfn = boto3.client("stepfunctions", endpoint_url=endpoint, region_name="us-east-1")
+        _sync_runs(sfn, arns["FiveTasks"], 30, 1)
+        rows = []
+        for workers in (1, 4):
+            samples, wall = _sync_runs(sfn, arns["FiveTasks"], count, workers)
+            label = f"`local start` process, 5 Lambda tasks, {workers} client{'s' if workers > 1 else ''}"
+            rows.append(figures(label, samples, wall))
+        return rows
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+
+
 def bench_local(count: int) -> None:
     config = RuntimeConfig(template=HERE / "fixture" / "template.yaml", aws_port=0, api_port=0, xray_port=0)
     config.echo_logs = False
@@ -62,6 +110,7 @@ def bench_local(count: int) -> None:
         samples, wall = _sync_runs(sfn, arns["FivePasses"], count, 1)
         passes = figures("local runtime, 5 Pass states, StartSyncExecution, 1 client", samples, wall)
         rows.append(passes)
+    rows[2:2] = bench_local_process(count)
     clean_env = {k: v for k, v in os.environ.items() if k not in client_environment("", "")}
     stock = subprocess.run(
         [sys.executable, "-m", "bench.stock_moto", str(count)],
