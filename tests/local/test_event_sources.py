@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from moto.server import ThreadedMotoServer
 
 from local.clock import VirtualClock
 from local.errors import LocalRuntimeError
@@ -25,23 +23,6 @@ from local.provision import client, provision
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 Responder = Callable[[str, dict[str, Any]], InvokeResult]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        moto.stop()
-
-
-@pytest.fixture
-def endpoint(server: str) -> str:
-    requests.post(f"{server}/moto-api/reset", timeout=5)
-    return server
 
 
 class BusyClock(VirtualClock):

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from moto.server import ThreadedMotoServer
 
 from local.model import (
     LogGroupSpec,
@@ -27,23 +24,6 @@ from local.provision import ProvisionError, client, provision
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 PASS_DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        moto.stop()
-
-
-@pytest.fixture
-def endpoint(server: str) -> str:
-    requests.post(f"{server}/moto-api/reset", timeout=5)
-    return server
 
 
 def _arn(service: str, resource: str) -> str:

@@ -6,14 +6,12 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from moto.server import ThreadedMotoServer
 
 from local.clock import VirtualClock
 from local.model import ScheduleSpec, StackModel, StateMachineSpec
@@ -140,23 +138,6 @@ def test_invalid_expressions_are_refused(expression: str) -> None:
 
 
 # -- Scheduler against moto ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        moto.stop()
-
-
-@pytest.fixture
-def endpoint(server: str) -> str:
-    requests.post(f"{server}/moto-api/reset", timeout=5)
-    return server
 
 
 class FakeInvoker:
