@@ -42,7 +42,10 @@ lint-template: setup
 	$(VENV)/bin/cfn-lint $(TEMPLATE)
 	$(PY) -m local lint --template $(TEMPLATE)
 
-test: lint
+browser:
+	@tools/ensure-chromium >/dev/null
+
+test: lint browser
 	$(PY) -m pytest -q $(ARGS)
 
 # The acquirer simulator runs beside the stack (the template's AcquirerBaseUrl default points at it).
