@@ -1,4 +1,4 @@
-"""SQS -> Lambda event source mappings and SNS -> Lambda subscriptions, as the Lambda service runs them.
+"""SQS and DynamoDB stream -> Lambda event source mappings, SNS -> Lambda subscriptions, as Lambda runs them.
 
 Timing note: the pollers' own waits (long polls, the batching window, throttle backoff) are real time, not
 the runtime clock. moto's SQS visibility timeouts and long polls run on wall time, so a message the function
@@ -32,6 +32,7 @@ from local.ports import (
     TooManyRequestsException,
 )
 from local.provision import client
+from local.stream_sources import StreamPoller
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,10 @@ class EventSourceRunner:
             log.warning("event source threads still running after stop: %s", [t.name for t in self._threads])
 
     def _start_mapping(self, mapping: EventSourceMappingSpec) -> None:
+        if mapping.is_stream:
+            stream = StreamPoller(self, mapping)
+            self._spawn(f"stream-{mapping.logical_id}", stream.run)
+            return
         name = mapping.event_source_arn.rsplit(":", 1)[-1]
         url = self.queue_urls.get(name)
         if url is None:

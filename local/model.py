@@ -105,12 +105,20 @@ class ScheduleSpec:
 class EventSourceMappingSpec:
     logical_id: str
     function_name: str
-    event_source_arn: str  # SQS queue ARN (the only source emulated)
+    event_source_arn: str  # SQS queue ARN or DynamoDB stream ARN
     batch_size: int = 10
     maximum_batching_window_seconds: int = 0
     maximum_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency
     report_batch_item_failures: bool = False  # FunctionResponseTypes contains ReportBatchItemFailures
     enabled: bool = True
+    # DynamoDB streams only:
+    starting_position: str | None = None  # TRIM_HORIZON | LATEST
+    maximum_retry_attempts: int | None = None  # None or -1: until the batch succeeds (Lambda's default)
+    on_failure_destination: str | None = None  # DestinationConfig.OnFailure.Destination (SQS/SNS ARN)
+
+    @property
+    def is_stream(self) -> bool:
+        return ":dynamodb:" in self.event_source_arn
 
 
 @dataclass

@@ -738,11 +738,18 @@ class _StackBuilder:
         rtype = "AWS::Lambda::EventSourceMapping"
         props = self.props(logical_id)
         source = scalar_text(props.get("EventSourceArn", ""))
-        if not source.startswith(f"arn:{self.table.partition}:sqs:"):
-            self.unsupported(logical_id, rtype, f"skipped: event source {source} is not an SQS queue")
+        is_stream = source.startswith(f"arn:{self.table.partition}:dynamodb:") and "/stream/" in source
+        if not (source.startswith(f"arn:{self.table.partition}:sqs:") or is_stream):
+            self.unsupported(
+                logical_id, rtype, f"skipped: event source {source} is not an SQS queue or DynamoDB stream"
+            )
             return
         if "FilterCriteria" in props:
             self.unsupported(logical_id, rtype, "FilterCriteria is ignored")
+        for ignored in ("BisectBatchOnFunctionError", "ParallelizationFactor", "TumblingWindowInSeconds"):
+            if ignored in props:
+                self.unsupported(logical_id, rtype, f"{ignored} is ignored")
+        on_failure = ((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
         function = scalar_text(props.get("FunctionName", ""))
         if function.startswith("arn:"):
             function = function.split(":")[6]
@@ -759,6 +766,9 @@ class _StackBuilder:
                 report_batch_item_failures="ReportBatchItemFailures"
                 in (props.get("FunctionResponseTypes") or []),
                 enabled=_truthy(props.get("Enabled", True)),
+                starting_position=scalar_text(props.get("StartingPosition", "LATEST")) if is_stream else None,
+                maximum_retry_attempts=_optional_int(props.get("MaximumRetryAttempts")),
+                on_failure_destination=scalar_text(on_failure) if on_failure else None,
             )
         )
 
