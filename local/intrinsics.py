@@ -280,6 +280,7 @@ NAME_PROPERTIES: dict[str, tuple[str, int]] = {
     "AWS::IAM::ManagedPolicy": ("ManagedPolicyName", 128),
     "AWS::IAM::Policy": ("PolicyName", 128),
     "AWS::Events::Rule": ("Name", 64),
+    "AWS::Events::EventBus": ("Name", 256),
     "AWS::Scheduler::Schedule": ("Name", 64),
     "AWS::ApiGateway::RestApi": ("Name", 1024),
     "AWS::ApiGateway::ApiKey": ("Name", 1024),
@@ -502,6 +503,8 @@ class ResourceTable:
                 bus = self._property(logical_id, "EventBusName")
                 prefix = "" if bus in (None, "default") else f"{scalar_text(bus).split('/')[-1]}/"
                 return {"Arn": self._arn("events", f"rule/{prefix}{name}")}
+            case "AWS::Events::EventBus":
+                return {"Arn": self._arn("events", f"event-bus/{name}"), "Name": name}
             case "AWS::Scheduler::Schedule":
                 group = scalar_text(self._property(logical_id, "GroupName") or "default")
                 return {"Arn": self._arn("scheduler", f"schedule/{group}/{name}")}

@@ -176,6 +176,7 @@ class StackModel:
     secrets: dict[str, SecretSpec] = field(default_factory=dict)
     log_groups: dict[str, LogGroupSpec] = field(default_factory=dict)
     schedules: dict[str, ScheduleSpec] = field(default_factory=dict)
+    event_buses: dict[str, str] = field(default_factory=dict)  # name -> logical id (custom buses)
     event_source_mappings: list[EventSourceMappingSpec] = field(default_factory=list)
     apis: dict[str, ApiSpec] = field(default_factory=dict)  # by logical id
     outputs: dict[str, Any] = field(default_factory=dict)

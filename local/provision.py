@@ -101,6 +101,8 @@ class _Provisioner:
             self.queue(queue)
         for topic in model.topics.values():
             self.topic(topic)
+        for bus, logical_id in model.event_buses.items():
+            self.event_bus(logical_id, bus)
         for secret in model.secrets.values():
             self.secret(secret.logical_id, secret.name, secret.secret_string)
         for machine in model.state_machines.values():
@@ -181,6 +183,17 @@ class _Provisioner:
         return self.result.queue_arns.get(model_arn.rsplit(":", 1)[-1], model_arn)
 
     # -- SNS --
+
+    # -- EventBridge --
+
+    def event_bus(self, logical_id: str, name: str) -> None:
+        # PutEvents to it is stored by moto (rules with event patterns are not emulated: see README).
+        with _resource(logical_id, "event bus"):
+            try:
+                self.client("events").create_event_bus(Name=name)
+            except ClientError as error:
+                if error_code(error) != "ResourceAlreadyExistsException":
+                    raise
 
     def topic(self, spec: TopicSpec) -> None:
         sns = self.client("sns")

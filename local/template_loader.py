@@ -475,6 +475,7 @@ class _StackBuilder:
             "AWS::DynamoDB::Table": self._table,
             "AWS::SQS::Queue": self._queue,
             "AWS::SNS::Topic": self._topic,
+            "AWS::Events::EventBus": self._event_bus,
             "AWS::SecretsManager::Secret": self._secret,
             "AWS::Logs::LogGroup": self._log_group,
             "AWS::Scheduler::Schedule": self._scheduler_schedule,
@@ -638,6 +639,13 @@ class _StackBuilder:
         self.model.topics[name] = TopicSpec(
             logical_id, name, self.table.getatt(logical_id, "Arn"), subscriptions
         )
+
+    def _event_bus(self, logical_id: str) -> None:
+        rtype = "AWS::Events::EventBus"
+        for prop in ("EventSourceName", "KmsKeyIdentifier", "DeadLetterConfig"):
+            if prop in self.props(logical_id):
+                self.unsupported(logical_id, rtype, f"property {prop} is ignored")
+        self.model.event_buses[self.table.physical_name(logical_id)] = logical_id
 
     def _subscription(self, logical_id: str) -> None:
         rtype = "AWS::SNS::Subscription"

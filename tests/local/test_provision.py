@@ -254,3 +254,31 @@ def test_missing_required_property_names_the_logical_id(endpoint: str) -> None:
         ProvisionError, match=r"^cannot create DynamoDB table KeylessTable: missing property 'KeySchema'$"
     ):
         provision(_model(tables={"keyless": keyless}), endpoint)
+
+
+def test_custom_event_bus_is_created_and_receives_events(endpoint: str) -> None:
+    model = _model(event_buses={"payeasy-events": "PaymentEventsBus"})
+    provision(model, endpoint)
+    provision(model, endpoint)  # idempotent
+    events = client("events", endpoint, REGION)
+    names = [bus["Name"] for bus in events.list_event_buses()["EventBuses"]]
+    assert "payeasy-events" in names
+    answer = events.put_events(
+        Entries=[{"EventBusName": "payeasy-events", "Source": "t", "DetailType": "d", "Detail": "{}"}]
+    )
+    assert answer["FailedEntryCount"] == 0
+
+
+def test_event_bus_in_a_template_resolves_ref_and_arn(tmp_path: Path) -> None:
+    from local.template_loader import load_stack
+
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Resources:\n"
+        "  Bus:\n    Type: AWS::Events::EventBus\n    Properties:\n      Name: payeasy-events\n"
+        "  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n"
+        "      Tags: [{Key: bus, Value: !Ref Bus}, {Key: arn, Value: !GetAtt Bus.Arn}]\n"
+    )
+    model = load_stack(template, region=REGION, account_id=ACCOUNT)
+    assert model.event_buses == {"payeasy-events": "Bus"}
+    assert not model.unsupported
