@@ -178,9 +178,10 @@ class StreamPoller:
         service = destination.split(":")[2]
         if service == "sqs":
             name = destination.rsplit(":", 1)[-1]
-            url = self.runner.queue_urls.get(name) or self.runner.client("sqs").get_queue_url(QueueName=name)[
-                "QueueUrl"
-            ]
+            url = (
+                self.runner.queue_urls.get(name)
+                or self.runner.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+            )
             self.runner.client("sqs").send_message(QueueUrl=url, MessageBody=message)
         elif service == "sns":
             self.runner.client("sns").publish(TopicArn=destination, Message=message)

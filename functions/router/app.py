@@ -132,6 +132,19 @@ def get_payment(payment_id: Annotated[str, Path(min_length=1, max_length=64)]) -
     return PaymentView.model_validate(_owned(payment_id, current_merchant()).view())
 
 
+@app.get(
+    "/payments/<payment_id>/events",
+    responses={200: {"description": "The payment's audit trail, oldest first"}, **_ERRORS},
+    tags=["payments"],
+)
+def get_payment_events(payment_id: Annotated[str, Path(min_length=1, max_length=64)]) -> dict[str, Any]:
+    """Every change of the payment, in order: who or what, when, from -> to, why, which workflow run."""
+    _owned(payment_id, current_merchant())
+    region = os.environ.get("AWS_REGION")
+    events = [event.view(region=region) for event in wiring.audit_store().events(payment_id)]
+    return {"object": "list", "payment_id": payment_id, "data": events, "has_more": False}
+
+
 IdempotencyKey = Annotated[str, Header(alias=IDEMPOTENCY_HEADER.lower(), min_length=1, max_length=255)]
 PaymentId = Annotated[str, Path(min_length=1, max_length=64)]
 

@@ -35,8 +35,11 @@ def runtime() -> Iterator[LocalRuntime]:
 
 def _client(rt: LocalRuntime, service: str) -> Any:
     return boto3.client(  # type: ignore[call-overload]
-        service, endpoint_url=rt.endpoint_url, region_name=rt.model.region,
-        aws_access_key_id="local", aws_secret_access_key="local",
+        service,
+        endpoint_url=rt.endpoint_url,
+        region_name=rt.model.region,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
     )
 
 
@@ -69,7 +72,9 @@ def test_changes_arrive_in_order_with_old_and_new_images(runtime: LocalRuntime) 
     ddb.put_item(TableName=items, Item={"id": {"S": "a"}, "v": {"S": "1"}})
     for value in "2345678":  # more than one batch (BatchSize 5)
         ddb.update_item(
-            TableName=items, Key={"id": {"S": "a"}}, UpdateExpression="SET v = :v",
+            TableName=items,
+            Key={"id": {"S": "a"}},
+            UpdateExpression="SET v = :v",
             ExpressionAttributeValues={":v": {"S": value}},
         )
     ddb.delete_item(TableName=items, Key={"id": {"S": "a"}})

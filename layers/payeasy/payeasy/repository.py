@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -15,16 +16,24 @@ _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
 
+# Who wrote, for the audit trail: extra attributes stored with every write (``updated_by``, ``trace_id``).
+WriteStamp = Callable[[Payment], dict[str, str]]
+
+
 class DynamoPaymentRepository:
-    def __init__(self, table_name: str, client: Any | None = None) -> None:
+    def __init__(self, table_name: str, client: Any | None = None, stamp: WriteStamp | None = None) -> None:
         self._table = table_name
         self._client = client or boto3.client("dynamodb")
+        self._stamp = stamp or (lambda _: {})
+
+    def _item(self, payment: Payment) -> dict[str, Any]:
+        return _to_attributes({**payment.to_item(), **self._stamp(payment)})
 
     def create(self, payment: Payment) -> None:
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=_to_attributes(payment.to_item()),
+                Item=self._item(payment),
                 ConditionExpression="attribute_not_exists(payment_id)",
             )
         except ClientError as exc:
@@ -54,7 +63,7 @@ class DynamoPaymentRepository:
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=_to_attributes(payment.to_item()),
+                Item=self._item(payment),
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=values,

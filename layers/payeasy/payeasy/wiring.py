@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the runtime imports stay inside the functions: they cost ~0
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
     from payeasy.acquirer_http import HttpAcquirerClient
+    from payeasy.audit_store import DynamoAuditStore
     from payeasy.repository import DynamoPaymentRepository
 
 SECRET_MAX_AGE_SECONDS = 300  # a rotated key is picked up within five minutes
@@ -72,7 +73,36 @@ def _session() -> requests.Session:
 def payment_repository() -> DynamoPaymentRepository:
     from payeasy.repository import DynamoPaymentRepository
 
-    return DynamoPaymentRepository(os.environ["PAYMENTS_TABLE"], aws_client("dynamodb"))
+    return DynamoPaymentRepository(os.environ["PAYMENTS_TABLE"], aws_client("dynamodb"), stamp=write_stamp)
+
+
+def write_stamp(payment: Any) -> dict[str, str]:
+    """``updated_by`` and ``trace_id`` for the audit trail. The API (PAYEASY_ACTOR=api) acts for the merchant
+    whose key it was called with; other functions are named by their Lambda function name."""
+    if os.environ.get("PAYEASY_ACTOR") == "api":
+        stamp = {"updated_by": f"api:{payment.merchant_id}"}
+    else:
+        stamp = {"updated_by": f"function:{os.environ.get('AWS_LAMBDA_FUNCTION_NAME', 'unknown')}"}
+    root = trace_root(os.environ.get("_X_AMZN_TRACE_ID", ""))
+    if root:
+        stamp["trace_id"] = root
+    return stamp
+
+
+def trace_root(header: str) -> str | None:
+    """``Root=1-...;Parent=...;Sampled=1`` -> ``1-...`` (the X-Ray trace id)."""
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "Root" and value:
+            return value
+    return None
+
+
+@lru_cache(maxsize=1)
+def audit_store() -> DynamoAuditStore:
+    from payeasy.audit_store import DynamoAuditStore
+
+    return DynamoAuditStore(os.environ["PAYMENT_EVENTS_TABLE"], aws_client("dynamodb"))
 
 
 def express_limits() -> dict[str, int]:
@@ -84,5 +114,5 @@ def reset() -> None:
     """Forgets every cached client, secret and repository (tests that swap the AWS backend between runs)."""
     if _session.cache_info().currsize:
         _session().close()
-    for cached in (aws_client, _secrets, _session, payment_repository):
+    for cached in (aws_client, _secrets, _session, payment_repository, audit_store):
         cached.cache_clear()
