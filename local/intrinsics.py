@@ -281,6 +281,8 @@ NAME_PROPERTIES: dict[str, tuple[str, int]] = {
     "AWS::IAM::Policy": ("PolicyName", 128),
     "AWS::Events::Rule": ("Name", 64),
     "AWS::Events::EventBus": ("Name", 256),
+    "AWS::CloudWatch::Alarm": ("AlarmName", 255),
+    "AWS::CloudWatch::Dashboard": ("DashboardName", 255),
     "AWS::Scheduler::Schedule": ("Name", 64),
     "AWS::ApiGateway::RestApi": ("Name", 1024),
     "AWS::ApiGateway::ApiKey": ("Name", 1024),
@@ -503,6 +505,8 @@ class ResourceTable:
                 bus = self._property(logical_id, "EventBusName")
                 prefix = "" if bus in (None, "default") else f"{scalar_text(bus).split('/')[-1]}/"
                 return {"Arn": self._arn("events", f"rule/{prefix}{name}")}
+            case "AWS::CloudWatch::Alarm":
+                return {"Arn": self._arn("cloudwatch", f"alarm:{name}")}
             case "AWS::Events::EventBus":
                 return {"Arn": self._arn("events", f"event-bus/{name}"), "Name": name}
             case "AWS::Scheduler::Schedule":

@@ -83,6 +83,13 @@ class SecretSpec:
 
 
 @dataclass
+class AlarmSpec:
+    logical_id: str
+    name: str
+    properties: dict[str, Any]  # resolved AWS::CloudWatch::Alarm properties (PutMetricAlarm's names)
+
+
+@dataclass
 class LogGroupSpec:
     logical_id: str
     name: str
@@ -177,6 +184,8 @@ class StackModel:
     log_groups: dict[str, LogGroupSpec] = field(default_factory=dict)
     schedules: dict[str, ScheduleSpec] = field(default_factory=dict)
     event_buses: dict[str, str] = field(default_factory=dict)  # name -> logical id (custom buses)
+    alarms: dict[str, AlarmSpec] = field(default_factory=dict)  # by name
+    dashboards: dict[str, str] = field(default_factory=dict)  # name -> DashboardBody (JSON text)
     event_source_mappings: list[EventSourceMappingSpec] = field(default_factory=list)
     apis: dict[str, ApiSpec] = field(default_factory=dict)  # by logical id
     outputs: dict[str, Any] = field(default_factory=dict)

@@ -20,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from local.errors import LocalRuntimeError
-from local.model import QueueSpec, ScheduleSpec, StackModel, StateMachineSpec, TableSpec, TopicSpec
+from local.model import AlarmSpec, QueueSpec, ScheduleSpec, StackModel, StateMachineSpec, TableSpec, TopicSpec
 
 FAKE_ACCESS_KEY = "local"
 _CLIENT_CONFIG = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=30)
@@ -103,6 +103,11 @@ class _Provisioner:
             self.topic(topic)
         for bus, logical_id in model.event_buses.items():
             self.event_bus(logical_id, bus)
+        for alarm in model.alarms.values():
+            self.alarm(alarm)
+        for dashboard, body in model.dashboards.items():
+            with _resource(dashboard, "dashboard"):
+                self.client("cloudwatch").put_dashboard(DashboardName=dashboard, DashboardBody=body)
         for secret in model.secrets.values():
             self.secret(secret.logical_id, secret.name, secret.secret_string)
         for machine in model.state_machines.values():
@@ -183,6 +188,27 @@ class _Provisioner:
         return self.result.queue_arns.get(model_arn.rsplit(":", 1)[-1], model_arn)
 
     # -- SNS --
+
+    # -- CloudWatch --
+
+    def alarm(self, spec: AlarmSpec) -> None:
+        props = dict(spec.properties)
+        props["AlarmName"] = spec.name
+        for key in ("EvaluationPeriods", "Period", "DatapointsToAlarm"):
+            if key in props:
+                props[key] = int(props[key])
+        if "Threshold" in props:
+            props["Threshold"] = float(props["Threshold"])
+        if "ActionsEnabled" in props:
+            props["ActionsEnabled"] = _truthy(props["ActionsEnabled"])
+        for metric in props.get("Metrics") or []:
+            if "Period" in metric:
+                metric["Period"] = int(metric["Period"])
+            stat = metric.get("MetricStat")
+            if stat and "Period" in stat:
+                stat["Period"] = int(stat["Period"])
+        with _resource(spec.logical_id, "CloudWatch alarm"):
+            self.client("cloudwatch").put_metric_alarm(**props)
 
     # -- EventBridge --
 

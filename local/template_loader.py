@@ -44,6 +44,7 @@ from local.intrinsics import (
     stable_token,
 )
 from local.model import (
+    AlarmSpec,
     ApiKeySpec,
     ApiSpec,
     EventSourceMappingSpec,
@@ -85,9 +86,7 @@ SILENTLY_SKIPPED_TYPES = frozenset(
         "AWS::ApiGateway::ApiKey",
         "AWS::ApiGateway::UsagePlan",
         "AWS::ApiGateway::UsagePlanKey",
-        "AWS::CloudWatch::Alarm",
         "AWS::CloudWatch::CompositeAlarm",
-        "AWS::CloudWatch::Dashboard",
         "AWS::SQS::QueuePolicy",
         "AWS::SNS::TopicPolicy",
         "AWS::SNS::Subscription",
@@ -476,6 +475,8 @@ class _StackBuilder:
             "AWS::SQS::Queue": self._queue,
             "AWS::SNS::Topic": self._topic,
             "AWS::Events::EventBus": self._event_bus,
+            "AWS::CloudWatch::Alarm": self._alarm,
+            "AWS::CloudWatch::Dashboard": self._dashboard,
             "AWS::SecretsManager::Secret": self._secret,
             "AWS::Logs::LogGroup": self._log_group,
             "AWS::Scheduler::Schedule": self._scheduler_schedule,
@@ -638,6 +639,20 @@ class _StackBuilder:
         ]
         self.model.topics[name] = TopicSpec(
             logical_id, name, self.table.getatt(logical_id, "Arn"), subscriptions
+        )
+
+    def _alarm(self, logical_id: str) -> None:
+        # Created so describe-alarms shows them; moto stores alarms but never evaluates them.
+        name = self.table.physical_name(logical_id)
+        self.model.alarms[name] = AlarmSpec(logical_id, name, self.props(logical_id))
+
+    def _dashboard(self, logical_id: str) -> None:
+        body = self.props(logical_id).get("DashboardBody")
+        if body is None:
+            self.unsupported(logical_id, "AWS::CloudWatch::Dashboard", "skipped: no DashboardBody")
+            return
+        self.model.dashboards[self.table.physical_name(logical_id)] = (
+            body if isinstance(body, str) else json.dumps(body)
         )
 
     def _event_bus(self, logical_id: str) -> None:

@@ -282,3 +282,35 @@ def test_event_bus_in_a_template_resolves_ref_and_arn(tmp_path: Path) -> None:
     model = load_stack(template, region=REGION, account_id=ACCOUNT)
     assert model.event_buses == {"payeasy-events": "Bus"}
     assert not model.unsupported
+
+
+def test_alarms_and_dashboards_of_a_template_are_created(endpoint: str, tmp_path: Path) -> None:
+    from local.template_loader import load_stack
+
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Resources:\n"
+        "  Alerts:\n    Type: AWS::SNS::Topic\n"
+        "  Dlq:\n    Type: AWS::SQS::Queue\n"
+        "  DlqDepth:\n    Type: AWS::CloudWatch::Alarm\n    Properties:\n"
+        "      AlarmDescription: messages in the DLQ\n"
+        "      Namespace: AWS/SQS\n      MetricName: ApproximateNumberOfMessagesVisible\n"
+        "      Dimensions: [{Name: QueueName, Value: !GetAtt Dlq.QueueName}]\n"
+        "      Statistic: Maximum\n      Period: 60\n      EvaluationPeriods: 1\n      Threshold: 0\n"
+        "      ComparisonOperator: GreaterThanThreshold\n      TreatMissingData: notBreaching\n"
+        "      AlarmActions: [!Ref Alerts]\n"
+        "  Board:\n    Type: AWS::CloudWatch::Dashboard\n    Properties:\n"
+        "      DashboardName: payeasy-board\n"
+        "      DashboardBody: !Sub '{\"widgets\": [{\"type\": \"text\",\n"
+        "        \"properties\": {\"markdown\": \"${Dlq}\"}}]}'\n"
+    )
+    model = load_stack(template, region=REGION, account_id=ACCOUNT, stack_name="pay")
+    assert not model.unsupported
+    provision(model, endpoint)
+    cloudwatch = client("cloudwatch", endpoint, REGION)
+    (alarm,) = cloudwatch.describe_alarms(AlarmNames=["pay-DlqDepth"])["MetricAlarms"]
+    assert alarm["Period"] == 60 and alarm["Threshold"] == 0.0
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": "pay-Dlq"}]
+    assert alarm["AlarmActions"] == [_arn("sns", "pay-Alerts")]
+    body = json.loads(cloudwatch.get_dashboard(DashboardName="payeasy-board")["DashboardBody"])
+    assert body["widgets"][0]["properties"]["markdown"].endswith("/pay-Dlq")
