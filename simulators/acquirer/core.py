@@ -1,7 +1,9 @@
 """The acquirer's in-memory state and rules, independent of any transport (HTTP server or Lambda).
 
-Every public method returns a ``Reply``: HTTP status, JSON body, and how long the transport must wait before
-answering (the simulated network/processing latency and the slow test cards).
+Every public method returns a ``Reply`` (replies.py): HTTP status, JSON body (or an HTML page), and how long
+the transport must wait before answering (the simulated network/processing latency and the slow test cards).
+Routes: the bearer-key API under ``/v1``, the 3-D Secure challenge pages under ``/acs`` (the cardholder's
+browser: no key), and the test controls under ``/_sim`` (faults, 3-D Secure callback deliveries).
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from .cards import bin_country, card_for
+from .faults import FaultInjector, operation_of
+from .replies import Reply
+from .replies import error as _error
+from .threeds import DEFAULT_CALLBACK_BASE_URL, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_SECRET, ThreeDSServer
 
-
-@dataclass
-class Reply:
-    status: int
-    body: dict[str, Any]
-    delay_ms: int = 0
+DEFAULT_API_KEY = "sk_test_acquirer_local"
 
 
 @dataclass
@@ -83,10 +85,6 @@ class _Authorization:
         }
 
 
-def _error(status: int, code: str, message: str, param: str | None = None) -> Reply:
-    return Reply(status, {"error": {"code": code, "message": message, "param": param}})
-
-
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
@@ -111,10 +109,25 @@ def _brand(number: str) -> str:
 class Acquirer:
     """Thread-safe: one lock around all state (the simulator answers in micro-seconds; contention is moot)."""
 
-    def __init__(self, *, api_keys: set[str], latency_ms: int = 0, slow_ms: int = 3000) -> None:
+    def __init__(
+        self,
+        *,
+        api_keys: set[str],
+        latency_ms: int = 0,
+        slow_ms: int = 3000,
+        callback_base_url: str = DEFAULT_CALLBACK_BASE_URL,
+        threeds_secret: str = DEFAULT_SECRET,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        public_url: str | None = None,
+    ) -> None:
         self.api_keys = api_keys
         self.latency_ms = latency_ms
         self.slow_ms = slow_ms
+        self.public_url = public_url  # base of challenge URLs; None: from the request's Host header
+        self.threeds = ThreeDSServer(
+            callback_base_url=callback_base_url, secret=threeds_secret, heartbeat_interval=heartbeat_interval
+        )
+        self.faults = FaultInjector()
         self._lock = threading.Lock()
         self._vault: dict[str, _Vaulted] = {}
         self._authorizations: dict[str, _Authorization] = {}
@@ -129,6 +142,14 @@ class Acquirer:
         lower = {k.lower(): v for k, v in headers.items()}
         latency = _int_header(lower, "x-sim-latency-ms", self.latency_ms)
         slow = _int_header(lower, "x-sim-slow-ms", self.slow_ms)
+        parts = [p for p in path.split("/") if p]
+        if parts[:2] == ["acs", "challenge"]:  # the cardholder's browser: no API key, form bodies
+            form = dict(parse_qsl(raw_body.decode("utf-8", "replace"), keep_blank_values=True))
+            reply = self.threeds.acs(method, parts[2:], query, form)
+            reply.delay_ms += latency
+            return reply
+        if parts[:1] == ["_sim"]:
+            return self._sim(method, parts[1:], raw_body)
         key = lower.get("authorization", "").removeprefix("Bearer ").strip()
         if key not in self.api_keys:
             return Reply(401, _error(401, "invalid_api_key", "Invalid API key provided.").body, latency)
@@ -138,16 +159,64 @@ class Acquirer:
             return Reply(400, _error(400, "invalid_json", "Body is not JSON.").body, latency)
         if not isinstance(body, dict):
             return Reply(400, _error(400, "invalid_json", "Body must be a JSON object.").body, latency)
+        operation = operation_of(method, parts)
+        fault = self.faults.draw(operation) if operation else None
+        if fault is not None and fault.kind == "error":
+            reply = _error(fault.status, "processor_unavailable", "Injected fault: try again later.")
+            reply.delay_ms = latency
+            return reply
+        if fault is not None and fault.kind == "timeout_lost":  # too late for the client, nothing applied
+            reply = _error(504, "timeout", "Injected fault: the request was lost.")
+            reply.delay_ms = latency + slow
+            return reply
+        base_url = self.public_url or _base_url(lower)
         idem_key = lower.get("idempotency-key")
         if method == "POST" and idem_key:
-            reply = self._idempotent(key, idem_key, method, path, body, slow)
+            reply = self._idempotent(key, idem_key, method, path, body, slow, base_url)
         else:
-            reply = self._route(method, path, query, body, slow)
+            reply = self._route(method, path, query, body, slow, base_url)
+        if fault is not None and fault.kind == "timeout_applied":  # applied, but answered too late
+            reply.delay_ms = max(reply.delay_ms, slow)
+        elif fault is not None:
+            reply.delay_ms += self.faults.slow_delay_ms(slow)
         reply.delay_ms += latency
         return reply
 
+    def _sim(self, method: str, rest: list[str], raw_body: bytes) -> Reply:
+        """Test controls, without the API key (like a sandbox dashboard): faults and 3DS deliveries."""
+        match method, rest:
+            case "GET", ["faults"]:
+                return self.faults.current()
+            case "POST", ["faults"]:
+                try:
+                    spec = json.loads(raw_body) if raw_body.strip() else {}
+                except ValueError:
+                    return _error(400, "invalid_json", "Body is not JSON.")
+                return self.faults.configure(spec)
+            case "GET", ["3ds", "deliveries"]:
+                return self.threeds.deliveries()
+            case "DELETE", ["3ds", "deliveries"]:
+                self.threeds.sender.clear()
+                return self.threeds.deliveries()
+        return _error(404, "not_found", f"No route for {method} /_sim/{'/'.join(rest)}.")
+
+    @property
+    def callback_base_url(self) -> str:
+        return self.threeds.callback_base_url
+
+    @callback_base_url.setter
+    def callback_base_url(self, value: str) -> None:
+        self.threeds.callback_base_url = value
+
     def _idempotent(
-        self, api_key: str, idem_key: str, method: str, path: str, body: dict[str, Any], slow: int
+        self,
+        api_key: str,
+        idem_key: str,
+        method: str,
+        path: str,
+        body: dict[str, Any],
+        slow: int,
+        base_url: str,
     ) -> Reply:
         fingerprint = hashlib.sha256(
             f"{method} {path} {json.dumps(body, sort_keys=True)}".encode()
@@ -168,7 +237,7 @@ class Acquirer:
             if stored is None:
                 return _error(409, "idempotency_in_progress", "A request with this key is in progress.")
             return self._replay(path, body, stored, slow)
-        reply = self._route(method, path, {}, body, slow)
+        reply = self._route(method, path, {}, body, slow, base_url)
         with self._lock:
             if reply.status >= 500 or reply.body.get("_do_not_store"):
                 del self._idempotency[slot]  # nothing happened: a retry must really run again
@@ -186,7 +255,9 @@ class Acquirer:
                 delay = slow
         return Reply(stored.status, dict(stored.body), delay)
 
-    def _route(self, method: str, path: str, query: dict[str, str], body: dict[str, Any], slow: int) -> Reply:
+    def _route(
+        self, method: str, path: str, query: dict[str, str], body: dict[str, Any], slow: int, base_url: str
+    ) -> Reply:
         parts = [p for p in path.split("/") if p]
         if parts[:1] != ["v1"]:
             return _error(404, "not_found", f"Unknown path {path}.")
@@ -210,6 +281,13 @@ class Acquirer:
                 return self.refund(body)
             case "GET", ["_admin", "ledger"]:
                 return self.ledger()
+            case "POST", ["3ds", "authentications"]:
+                with self._lock:
+                    vaulted = self._vault.get(str(body.get("token")))
+                mode = card_for(vaulted.number).three_d_secure if vaulted else None
+                return self.threeds.create(body, mode, base_url)
+            case "GET", ["3ds", "authentications", auth_id]:
+                return self.threeds.get(auth_id)
         return _error(404, "not_found", f"No route for {method} {path}.")
 
     # --- operations ----------------------------------------------------------------------------------
@@ -271,7 +349,12 @@ class Acquirer:
                 card.decline_code,
                 "The card was declined.",
             )
-        elif card.three_d_secure == "challenge" and not body.get("three_d_secure_result"):
+        elif (result := body.get("three_d_secure_result")) is not None:
+            # A result is checked whatever the card: it must be this card's and payment's, and authenticated.
+            refusal = self.threeds.refusal(result, vaulted.token, auth.reference)
+            if refusal:
+                auth.status, auth.decline_code, auth.message = "declined", "authentication_required", refusal
+        elif card.three_d_secure == "challenge":
             auth.status, auth.decline_code = "declined", "authentication_required"
             auth.message = "The card requires 3-D Secure authentication."
         auth.events.append({"type": "authorization", "status": auth.status, "at": time.time()})
@@ -360,6 +443,12 @@ class Acquirer:
         with self._lock:
             auths = [{**a.public(), "events": list(a.events)} for a in self._authorizations.values()]
             return Reply(200, {"authorizations": auths, "refunds": list(self._refunds)})
+
+
+def _base_url(headers: dict[str, str]) -> str:
+    """This server's URL as the caller reached it (Function URLs set X-Forwarded-Proto to https)."""
+    scheme = headers.get("x-forwarded-proto", "http").split(",")[0].strip() or "http"
+    return f"{scheme}://{headers.get('host', '127.0.0.1')}"
 
 
 def _int_header(headers: dict[str, str], name: str, default: int) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterable
@@ -11,9 +10,9 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from .core import Acquirer
+from .core import DEFAULT_API_KEY, Acquirer
 
-DEFAULT_API_KEY = "sk_test_acquirer_local"
+__all__ = ["DEFAULT_API_KEY", "AcquirerServer", "wsgi_app"]
 
 
 def wsgi_app(acquirer: Acquirer) -> Any:
@@ -24,7 +23,7 @@ def wsgi_app(acquirer: Acquirer) -> Any:
         )
         if reply.delay_ms:
             time.sleep(reply.delay_ms / 1000)
-        response = Response(json.dumps(reply.body), status=reply.status, mimetype="application/json")
+        response = Response(reply.payload(), status=reply.status, headers=reply.all_headers())
         return response(environ, start_response)
 
     return app
