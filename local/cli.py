@@ -7,6 +7,8 @@ one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import errno
 import json
 import logging
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("execution_arn")
     hist.add_argument("--endpoint-url", default=f"http://127.0.0.1:{DEFAULT_AWS_PORT}")
     hist.add_argument("--region", default=None)
+
+    traces = sub.add_parser("traces", help="search the running stack's X-Ray traces (GetTraceSummaries)")
+    traces.add_argument("--filter", default=None, help="an X-Ray filter expression (local/README.md)")
+    traces.add_argument("--minutes", type=float, default=None, help="only the last N minutes (default: all)")
+    traces.add_argument("--endpoint-url", default=f"http://127.0.0.1:{DEFAULT_AWS_PORT}")
+    traces.add_argument("--region", default=None)
+
+    xmap = sub.add_parser("xray-map", help="write the running stack's X-Ray service map as .svg or .png")
+    xmap.add_argument("--out", type=Path, required=True, help="map.svg (pure Python) or map.png (Chromium)")
+    xmap.add_argument("--endpoint-url", default=f"http://127.0.0.1:{DEFAULT_AWS_PORT}")
     return parser
 
 
@@ -137,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_lint(args)
         if args.command == "executions":
             return cmd_executions(args)
+        if args.command == "traces":
+            return cmd_traces(args)
+        if args.command == "xray-map":
+            return cmd_xray_map(args)
         return cmd_history(args)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -176,14 +192,36 @@ def _runtime_config(args: argparse.Namespace, *, ports: tuple[int, int, int]) ->
     )
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM when this process dies, however it dies (SIGKILL, a
+    crash, a test runner killed mid-test): a sidecar never outlives the stack. Linux only; elsewhere None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child must do as little as possible
+    parent = os.getpid()
+
+    def arm() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
 def _start_sidecars(commands: list[str]) -> list[subprocess.Popen[bytes]]:
+    """Each sidecar runs in a process group of its own (stopped as a group, so the children a sidecar
+    starts go too) and dies with this process."""
     procs: list[subprocess.Popen[bytes]] = []
+    preexec = _die_with_parent()
     for command in commands:
         try:
             argv = shlex.split(command)
             if not argv:
                 raise CliError("empty --sidecar command")
-            procs.append(subprocess.Popen(argv))
+            procs.append(subprocess.Popen(argv, process_group=0, preexec_fn=preexec))
         except ValueError as exc:  # shlex: unbalanced quotes
             _stop_sidecars(procs)
             raise CliError(f"cannot parse sidecar {command!r}: {exc}") from exc
@@ -201,15 +239,29 @@ def _start_sidecars(commands: list[str]) -> list[subprocess.Popen[bytes]]:
     return procs
 
 
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """``sig`` to the sidecar's process group (its own children too), even if the sidecar itself has
+    already exited; nothing if the group is gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
 def _stop_sidecars(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    """SIGTERM to every sidecar's group, up to 5 s for them to exit, then SIGKILL to what is left. Runs to
+    the end even if a second Ctrl-C arrives meanwhile (it would otherwise leave sidecars behind)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for proc in procs:
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            _signal_group(proc, signal.SIGKILL)  # the sidecar's leftover children, or a sidecar that hung
+            proc.wait()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -468,4 +520,50 @@ def cmd_history(args: argparse.Namespace) -> int:
         details = {k: v for k, v in ev.items() if k.endswith("EventDetails")}
         detail = json.dumps(next(iter(details.values()), {}), default=str)
         print(f"{ev['id']:>4} {ev['timestamp']} {ev['type']:32} {detail}")
+    return 0
+
+
+def cmd_traces(args: argparse.Namespace) -> int:
+    from local.xray_cli import search, summary_line
+
+    xray = _aws_client("xray", args.endpoint_url, args.region)
+    now = time.time()
+    # Locally traces may carry virtual-clock times far from now: without --minutes, search everything.
+    start = now - args.minutes * 60 if args.minutes is not None else 0.0
+    end = now + 3600 if args.minutes is not None else now + 10 * 365 * 86400
+    with _talking_to(args.endpoint_url):
+        found = search(xray, args.filter, start, end)
+    for summary in found:
+        print(summary_line(summary))
+    print(f"{len(found)} trace(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_xray_map(args: argparse.Namespace) -> int:
+    import requests
+
+    from local.xray_cli import chromium_path, fetch_svg, screenshot_map
+
+    out: Path = args.out
+    suffix = out.suffix.lower()
+    if suffix not in (".svg", ".png"):
+        raise CliError(f"--out must end in .svg or .png, got {out.name!r}")
+    try:
+        if suffix == ".svg":
+            out.write_text(fetch_svg(args.endpoint_url), encoding="utf-8")
+        else:
+            chromium = chromium_path()
+            if chromium is None:
+                raise CliError("a PNG needs Chromium (/usr/bin/chromium, tools/ensure-chromium); or use .svg")
+            screenshot_map(args.endpoint_url, out, chromium)
+    except requests.RequestException as exc:
+        where = args.endpoint_url
+        raise CliError(f"cannot reach {where}: is `python -m local start` running? ({exc})") from exc
+    except OSError as exc:
+        raise CliError(f"cannot write {out}: {exc.strerror}") from exc
+    except Exception as exc:  # Playwright's errors: a page that did not load, a browser that did not start
+        if type(exc).__module__.startswith("playwright"):
+            raise CliError(f"could not render the map with Chromium: {str(exc).splitlines()[0]}") from exc
+        raise
+    print(f"wrote {out}", file=sys.stderr)
     return 0

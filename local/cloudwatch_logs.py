@@ -2,7 +2,10 @@
 ``/aws/lambda/<function>``, one stream per execution environment named ``YYYY/MM/DD/[$LATEST]<32 hex>``,
 timestamps from the runtime clock. So ``aws logs filter-log-events --endpoint-url ...`` shows a function's
 output. Every line is also echoed at once to a local stream (stderr by default), prefixed with the function
-name, so ``make run`` shows logs live while the upload is batched in the background."""
+name, so ``make run`` shows logs live while the upload is batched in the background.
+
+Lines in Embedded Metric Format (Powertools Metrics) also become CloudWatch metrics on the endpoint
+(PutMetricData, ``local.emf``), as CloudWatch does for Lambda logs; the line itself stays in the log."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local.clock import Clock, utcnow
+from local.emf import EmfForwarder, looks_like_emf
 from local.uploader import BackgroundUploader
 
 log = logging.getLogger(__name__)
@@ -97,6 +101,8 @@ class CloudWatchLogsSink(BackgroundUploader):
         self._groups: set[str] = set()
         self._buffered = 0
         self._client: Any = None
+        self._metrics_client: Any = None
+        self.metrics = EmfForwarder(max_buffered)
         self.sent = 0
         self.dropped = 0  # buffer overflow or the endpoint failing
         self.rejected = 0  # events the endpoint refused (outside its -14 days / +2 hours window)
@@ -114,6 +120,8 @@ class CloudWatchLogsSink(BackgroundUploader):
         if self.endpoint_url is None or not line:  # CloudWatch rejects empty messages
             return
         ts = int(self.clock.now() * 1000)
+        if looks_like_emf(line) and self.metrics.add_line(function_name, line):
+            self._wake.set()  # metrics are few and people look for them at once
         with self._lock:
             self._start_locked()
             stream = self._stream_locked(function_name, environment)
@@ -168,21 +176,31 @@ class CloudWatchLogsSink(BackgroundUploader):
                     self._warn_once(
                         "send", "CloudWatch Logs: could not upload to %s: %s", self.endpoint_url, exc
                     )
+            if self.metrics.pending():
+                self.metrics.flush(self._cloudwatch())
+
+    def _cloudwatch(self) -> Any:
+        if self._metrics_client is None:
+            self._metrics_client = self._client_for("cloudwatch")
+        return self._metrics_client
 
     def _logs(self) -> Any:
         if self._client is None:
-            # Fixed fake credentials: the endpoint is local and must never pick up a developer's real keys.
-            self._client = boto3.session.Session().client(
-                "logs",
-                endpoint_url=self.endpoint_url,
-                region_name=self.region,
-                aws_access_key_id="test",
-                aws_secret_access_key="test",
-                config=Config(
-                    retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10
-                ),
-            )
+            self._client = self._client_for("logs")
         return self._client
+
+    def _client_for(self, service: str) -> Any:
+        # Fixed fake credentials: the endpoint is local and must never pick up a developer's real keys.
+        return boto3.session.Session().client(  # type: ignore[call-overload]  # service is a runtime string
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(
+                retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10
+            ),
+        )
 
     def _ensure_stream(self, stream: _Stream) -> None:
         if stream.created:

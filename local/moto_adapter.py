@@ -14,6 +14,8 @@ What the hooks change, and why:
   its cause; heartbeat timeouts are ``States.HeartbeatTimeout``.
 - Parsed definitions are cached; the engine's thread list is pruned.
 - Every wait and timestamp goes through the runtime's ``Clock``.
+- X-Ray GetTraceSummaries / GetServiceGraph / GetTraceGraph are answered from the segments
+  (``local.xray_api``), and ``/_local/xray/`` serves the service map (``local.xray_map``).
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ HOOKS: list[tuple[str, str]] = [
     ("jsonpath_parse_extract", f"{_P}.asl.utils.json_path.parse"),
     ("moto_module_list", "moto.backends.list_of_moto_modules"),
     ("response_method_names", "moto.core.responses.method_names_from_class"),
+    # X-Ray queries moto answers empty/approximately + the service-map page (see _local_dispatch)
+    ("xray_local_dispatch", "moto.moto_server.werkzeug_app.DomainDispatcherApplication.__call__"),
 ]
 
 # Modules that imported TMP_THREADS by name: each gets the pruned list.
@@ -379,15 +383,27 @@ def _operation_model(service: str, action: str) -> Any:
     return ops.get(action)
 
 
+# The Task state being evaluated on this thread (set by _evaluate_with_timeout): moto's integration hooks
+# get no env, but a nested execution must know its parent's trace.
+_evaluating = threading.local()
+
+
 def _normalise_parameters(
     self: Any, parameters: dict, boto_service_name: str | None = None, service_action_name: str | None = None
 ) -> None:
-    """SFN writes API parameters PascalCase (StateMachineArn); boto wants the model's (stateMachineArn)."""
-    op = _operation_model(
-        self._get_boto_service_name(boto_service_name), self._get_boto_service_action(service_action_name)
-    )
+    """SFN writes API parameters PascalCase (StateMachineArn); boto wants the model's (stateMachineArn).
+    A nested StartExecution of a traced execution carries its trace header, as in AWS: one trace."""
+    service = self._get_boto_service_name(boto_service_name)
+    action = self._get_boto_service_action(service_action_name)
+    op = _operation_model(service, action)
     if op is not None and op.input_shape is not None:
         self._to_boto_request(parameters, op.input_shape)
+    env = getattr(_evaluating, "env", None)
+    starts = ("start_execution", "start_sync_execution")
+    if service == "stepfunctions" and action in starts and env is not None:
+        trace = _execution_trace(env)
+        if trace is not None and not parameters.get("traceHeader"):
+            parameters["traceHeader"] = f"Root={trace.root};Parent={trace.segment_id};Sampled=1"
 
 
 def _normalise_response(
@@ -559,6 +575,16 @@ def _start_sync_execution(
     return _start_execution(self, state_machine_arn, name, execution_input, trace_header, sync=True)
 
 
+def _request_trace_header(self: Any) -> str | None:
+    """The body's traceHeader, else the X-Amzn-Trace-Id the X-Ray SDK puts on the HTTP call (AWS takes both):
+    a traced Lambda that starts a workflow continues its own trace without passing traceHeader itself."""
+    header = self._get_param("traceHeader")
+    if header:
+        return str(header)
+    http_header = self.headers.get("X-Amzn-Trace-Id") if self.headers is not None else None
+    return str(http_header) if http_header else None
+
+
 def _response_start_execution(self: Any) -> Any:
     from moto.core.responses import ActionResult
 
@@ -566,7 +592,7 @@ def _response_start_execution(self: Any) -> Any:
         self._get_param("stateMachineArn"),
         self._get_param("name"),
         self._get_param("input", if_none="{}"),
-        self._get_param("traceHeader"),
+        _request_trace_header(self),
     )
     return ActionResult({"executionArn": execution.execution_arn, "startDate": execution.start_date})
 
@@ -578,7 +604,7 @@ def _response_start_sync_execution(self: Any) -> Any:
         self._get_param("stateMachineArn"),
         self._get_param("name"),
         self._get_param("input", if_none="{}"),
-        self._get_param("traceHeader"),
+        _request_trace_header(self),
     )
     output = dict(execution.to_start_sync_execution_output())
     output["status"] = str(getattr(output["status"], "value", output["status"]))
@@ -770,11 +796,14 @@ def _evaluate_with_timeout(self: Any, env: Any) -> None:
     done = threading.Event()
 
     def run() -> None:
+        _evaluating.env = frame  # for the integration hooks below, which moto calls without the env
         try:
             self._eval_execution(frame)
             outputs.extend(frame.stack)
         except Exception as ex:
             errors.append(ex)
+        finally:
+            _evaluating.env = None
         done.set()
 
     if self.timeout.is_default_value():
@@ -961,6 +990,97 @@ _REPLACEMENTS["moto_module_list"] = _moto_modules
 _REPLACEMENTS["response_method_names"] = _method_names
 _REPLACEMENTS["jsonpath_parse_result_path"] = _parse_jsonpath
 _REPLACEMENTS["jsonpath_parse_extract"] = _parse_jsonpath_ext
+
+
+# ---------------------------------------------------------------------------------------------------------
+# X-Ray: GetTraceSummaries / GetServiceGraph / GetTraceGraph and the /_local/xray/ pages
+# ---------------------------------------------------------------------------------------------------------
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[^/,\s]+)/(?P<service>[^/,\s]+)/")
+
+
+def _credential_scope(environ: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(region, service) of a SigV4-signed request, from its Authorization header."""
+    found = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return (found.group("region"), found.group("service")) if found else (None, None)
+
+
+def xray_traces(region: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every segment document the endpoint knows, by trace id: moto's store (PutTraceSegments from any
+    client) merged with the runtime's SegmentStore, which holds what is not forwarded yet."""
+    from moto.xray.models import xray_backends
+
+    from local.xray_graph import dedupe
+
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for regional in list(xray_backends.values()):
+        for backend_region, backend in list(regional.items()):
+            if region is not None and backend_region != region:
+                continue
+            for trace_id, trace in list(backend._segment_collection._traces.items()):
+                for seg in list(trace["segments"]):
+                    try:
+                        merged.setdefault(trace_id, []).append(json.loads(seg.raw))
+                    except (TypeError, ValueError):
+                        continue
+    sink = _config.segment_sink if _config is not None else None
+    snapshot = getattr(sink, "traces", None)
+    if callable(snapshot):
+        for trace_id, docs in snapshot().items():
+            merged.setdefault(trace_id, []).extend(docs)  # after moto's: the store's copy wins a tie
+    return {trace_id: dedupe(docs) for trace_id, docs in merged.items()}
+
+
+def _local_dispatch(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+    """moto answers GetServiceGraph/GetTraceGraph with empty lists and GetTraceSummaries without filters or
+    real statistics; answer those three (signed for service ``xray``) from the segments, and serve the
+    service-map page under ``/_local/xray/``. Everything else goes to moto unchanged."""
+    from local import xray_api, xray_map
+
+    if not _is_runtime_endpoint(environ):  # another moto server in this process (tests) stays stock moto
+        return _ORIGINALS["xray_local_dispatch"](self, environ, start_response)
+    path = environ.get("PATH_INFO", "")
+    if path.startswith(xray_map.PREFIX + "/"):
+        return xray_map.serve(environ, start_response, xray_traces())
+    action = path.strip("/")
+    if action in xray_api.ACTIONS and environ.get("REQUEST_METHOD") == "POST":
+        region, service = _credential_scope(environ)
+        if service == "xray":
+            return _answer_xray(environ, start_response, action, region)
+    return _ORIGINALS["xray_local_dispatch"](self, environ, start_response)
+
+
+def _is_runtime_endpoint(environ: dict[str, Any]) -> bool:
+    from urllib.parse import urlsplit
+
+    if _config is None:
+        return False
+    return str(environ.get("SERVER_PORT")) == str(urlsplit(_config.endpoint_url).port)
+
+
+def _answer_xray(environ: dict[str, Any], start_response: Any, action: str, region: str | None) -> Any:
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    from local import xray_api
+
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length > 0 else b""
+        params = json.loads(raw or b"{}")
+        if not isinstance(params, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        status, body = 400, {"__type": "InvalidRequestException", "message": f"bad request body: {exc}"}
+    else:
+        status, body = xray_api.answer(action, params, xray_traces(region), account_id=DEFAULT_ACCOUNT_ID)
+    data = json.dumps(body).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    if status >= 400:
+        headers.append(("x-amzn-ErrorType", str(body["__type"])))
+    start_response(f"{status} {'OK' if status < 400 else 'Bad Request'}", headers)
+    return [data]
+
+
+_REPLACEMENTS["xray_local_dispatch"] = _local_dispatch
 
 
 def engine_thread_count() -> int:

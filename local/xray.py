@@ -465,6 +465,11 @@ class SegmentStore(BackgroundUploader):
         with self._lock:
             return list(self._traces)
 
+    def traces(self) -> dict[str, list[dict[str, Any]]]:
+        """Every trace's documents (a snapshot; the X-Ray queries and the service map read this)."""
+        with self._lock:
+            return {trace_id: list(segs.values()) for trace_id, segs in self._traces.items()}
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._order)

@@ -254,6 +254,9 @@ def _max_memory_mb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux reports KiB
 
 
+INIT_MARKER = "init"  # after the nonce: never a request id (those are UUIDs)
+
+
 def main(argv: list[str]) -> int:
     ctrl_fd, result_fd, nonce = int(argv[1]), int(argv[2]), argv[3]
     layer_paths = json.loads(argv[4])
@@ -267,6 +270,9 @@ def main(argv: list[str]) -> int:
     handler, init_error = load_handler(os.environ["_HANDLER"])
     if init_error is not None:
         log_error(init_error)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.write(1, f"{nonce}{INIT_MARKER}\n".encode())  # the init phase's output ends here (before START)
     write_frame(result_fd, {"type": "ready", "error": init_error})
     if init_error is not None:
         return 0

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from local.clock import Clock
-from local.lambda_runtime.bootstrap import HEADER, write_frame
+from local.lambda_runtime.bootstrap import HEADER, INIT_MARKER, write_frame
 from local.model import FunctionSpec
 from local.ports import (
     InvalidRequestContentException,
@@ -114,6 +114,7 @@ class _Environment:
     ) -> None:
         self.nonce = uuid.uuid4().hex
         self.capture: _Capture | None = capture
+        self.init_logged = threading.Event()  # the init phase's output has been read (START comes after)
         self.max_memory_mb = 0
         self._emit = emit
         ctrl_r, self._ctrl_w = os.pipe()
@@ -157,7 +158,10 @@ class _Environment:
                 continue
             if at:  # the handler's unterminated last line
                 self._emit(line[:at], capture)
-            if capture is not None and capture.request_id == line[at + len(self.nonce) :]:
+            marker = line[at + len(self.nonce) :]
+            if marker == INIT_MARKER:
+                self.init_logged.set()
+            elif capture is not None and capture.request_id == marker:
                 capture.done.set()
         stream.close()
 
@@ -574,6 +578,7 @@ class LambdaPool:
             elif ready.get("error"):
                 error = dict(ready["error"], requestId=capture.request_id)
                 outcome = _Outcome(json.dumps(error).encode(), error=error, reusable=False)
+            env.init_logged.wait(LOG_DRAIN_TIMEOUT)  # import-time output belongs before START, as in Lambda
         return env, outcome, (started, time.monotonic())
 
     def _exchange(

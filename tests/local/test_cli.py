@@ -294,6 +294,73 @@ def test_sigterm_stops_cleanly() -> None:
             running.kill()
 
 
+# A sidecar with a process of its own (as a server with worker processes has).
+PARENT_SIDECAR = shlex.join(
+    [
+        sys.executable,
+        "-c",
+        "import subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)  # sidecar child'])\n"
+        "time.sleep(60)  # sidecar",
+    ]
+)
+
+
+def _sidecar_family(running: Stack) -> set[int]:
+    """The sidecar and its child, once both run (found by their command lines)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = {
+            pid
+            for pid in _children(running.proc.pid)
+            if b"# sidecar" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        }
+        if len(found) == 2 or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def _kill_left(running: Stack, family: set[int]) -> None:
+    """A failed test leaves nothing behind: the stack, and sidecar processes it did not stop."""
+    if running.proc.poll() is None:
+        running.kill()
+    for pid in family:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sidecar_and_its_own_children_are_gone_after_the_cli_stops(sig: signal.Signals) -> None:
+    running = Stack("--sidecar", PARENT_SIDECAR)
+    family = _sidecar_family(running)
+    try:
+        assert len(family) == 2, family
+        code, _ = running.stop(sig)
+        assert code == 0, running.stderr_text
+        assert _wait_gone(family, timeout=5) == set()  # the child too: the sidecar's group is stopped
+    finally:
+        _kill_left(running, family)
+
+
+def test_sidecar_does_not_outlive_a_killed_cli() -> None:
+    """SIGKILL (a test runner's timeout, the OOM killer) gives the CLI no chance to stop anything: the
+    sidecar is told by the kernel (parent-death signal)."""
+    running = Stack("--sidecar", SLEEPER)
+    family = {
+        pid
+        for pid in _children(running.proc.pid)
+        if b"time.sleep(60)" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    }
+    try:
+        assert len(family) == 1, family
+        running.proc.kill()
+        running.proc.wait(10)
+        assert _wait_gone(family, timeout=5) == set()
+    finally:
+        _kill_left(running, family)
+
+
 @pytest.mark.parametrize(
     ("flag", "kind", "what"),
     [

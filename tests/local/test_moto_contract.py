@@ -225,7 +225,32 @@ def _response_method_names(f: Any) -> None:
     assert responses.method_names_from_class is moto_adapter._method_names  # looked up by name in call_action
 
 
+def _xray_local_dispatch(f: Any) -> None:
+    # The endpoint's WSGI entry: we answer three X-Ray actions and /_local/xray/ before moto routes them.
+    import json
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+    from moto.xray import urls
+    from moto.xray.models import XRayBackend
+    from moto.xray.responses import XRayResponse
+
+    assert params(f) == ["self", "environ", "start_response"] and "get_application" in source(f)
+    assert DomainDispatcherApplication.__call__ is moto_adapter._local_dispatch
+    # moto still routes these paths to its placeholders, which we answer instead
+    for path, method in [("TraceSummaries", "trace_summaries"), ("ServiceGraph", "service_graph")]:
+        assert any(path in pattern for pattern in urls.url_paths) and callable(getattr(XRayResponse, method))
+    assert any("TraceGraph" in pattern for pattern in urls.url_paths)
+    # where moto keeps what PutTraceSegments stored: xray_traces() reads the raw documents from there
+    backend = XRayBackend("us-east-1", "123456789012")
+    trace_id = "1-5f000000-0123456789abcdef01234567"
+    doc = {"id": "0123456789abcdef", "name": "svc", "trace_id": trace_id, "start_time": 1.0, "end_time": 2.0}
+    backend.process_segment(json.dumps(doc))
+    stored = backend._segment_collection._traces[trace_id]["segments"]
+    assert [json.loads(seg.raw) for seg in stored] == [doc]
+
+
 CONTRACTS = {
+    "xray_local_dispatch": _xray_local_dispatch,
     "moto_module_list": _moto_module_list,
     "response_method_names": _response_method_names,
     "jsonpath_parse_result_path": _jsonpath_parse,
@@ -316,3 +341,53 @@ def test_pin_secret_arn_makes_the_template_arn_resolve() -> None:
         assert sm.describe_secret(SecretId="pinned-secret")["ARN"] == wanted
         with pytest.raises(KeyError):
             moto_adapter.pin_secret_arn("123456789012", "us-east-1", "no-such-secret", wanted)
+
+
+def test_xray_queries_and_map_answered_on_the_endpoint() -> None:
+    """Unmodified boto3 against the endpoint: PutTraceSegments, then the three queries moto leaves empty."""
+    import json
+
+    import boto3
+    import requests
+    from botocore.exceptions import ClientError
+
+    from local.aws_endpoint import AwsEndpoint
+    from tests.local.xray_docs import payment_trace
+
+    with AwsEndpoint(port=0) as endpoint:
+        # only the runtime's own endpoint answers from the segments; another moto server stays stock
+        stock: Any = boto3.client(
+            "xray",
+            endpoint_url=endpoint.url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        assert stock.get_service_graph(StartTime=0, EndTime=1)["Services"] == []  # moto's placeholder
+        moto_adapter.install(clock=VirtualClock(), lambda_invoker=_NoInvoker(), endpoint_url=endpoint.url)
+        xray: Any = boto3.client(
+            "xray",
+            endpoint_url=endpoint.url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        trace_id, docs = payment_trace(payment_id="pay_contract", base=1_800_000_000.0)
+        answer = xray.put_trace_segments(TraceSegmentDocuments=[json.dumps(d) for d in docs])
+        assert answer["UnprocessedTraceSegments"] == []
+        window = {"StartTime": 1_799_999_000, "EndTime": 1_800_001_000}
+        found = xray.get_trace_summaries(**window, FilterExpression='annotation.payment_id = "pay_contract"')
+        assert [s["Id"] for s in found["TraceSummaries"]] == [trace_id]
+        graph = xray.get_service_graph(**window)
+        names = {(s["Name"], s.get("Type")) for s in graph["Services"]}
+        assert ("acquirer.example", "remote") in names
+        assert ("flow", "AWS::StepFunctions::StateMachine") in names
+        assert len(xray.get_trace_graph(TraceIds=[trace_id])["Services"]) == len(graph["Services"])
+        with pytest.raises(ClientError) as bad:
+            xray.get_trace_summaries(**window, FilterExpression="annotation.payment_id = ")
+        assert bad.value.response["Error"]["Code"] == "InvalidRequestException"
+        assert bad.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        data = requests.get(f"{endpoint.url}/_local/xray/map.json", timeout=10).json()
+        assert any(n["name"] == "acquirer.example" for n in data["nodes"])
+        assert xray.batch_get_traces(TraceIds=[trace_id])["Traces"][0]["Id"] == trace_id  # still moto's
+    moto_adapter.install(clock=VirtualClock(), lambda_invoker=_NoInvoker(), endpoint_url="http://127.0.0.1:1")

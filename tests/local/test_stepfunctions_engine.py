@@ -501,6 +501,26 @@ def test_trace_header_produces_state_machine_segment_and_task_subsegments(endpoi
     assert len(sink.segments) == 1 and invoker.calls[-1][2] is None
 
 
+def test_http_trace_header_continues_the_callers_trace(endpoint, invoker, auto_clock):
+    """The X-Ray SDK traces a boto3 call by adding X-Amzn-Trace-Id to the HTTP request, not traceHeader."""
+    sink = ListSink()
+    sfn = install(endpoint, invoker, auto_clock, sink)
+    invoker.handlers["child-work"] = lambda e: {"ok": True}
+    arn = create(sfn, "nested_child.asl.json", sm_type="EXPRESS")
+    root, parent = "1-5f000001-0123456789abcdef01234567", "8877665544332211"
+
+    def add_header(request, **_):
+        request.headers["X-Amzn-Trace-Id"] = f"Root={root};Parent={parent};Sampled=1"
+
+    sfn.meta.events.register("before-sign.states.*", add_header)
+    sfn.start_sync_execution(stateMachineArn=arn, input='{"n": 1}')
+    sfn.start_execution(stateMachineArn=create(sfn, "nested_child.asl.json", sm_type="STANDARD"), input="{}")
+    deadline = time.monotonic() + 10
+    while len(sink.segments) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [(s["trace_id"], s["parent_id"]) for s in sink.segments] == [(root, parent), (root, parent)]
+
+
 def test_task_timeout_runs_on_clock_and_undeclared_timeouts_run_inline(endpoint, invoker):
     """A Task without TimeoutSeconds runs on the evaluating thread (no watchdog thread); one with
     TimeoutSeconds still runs under a watchdog that fires on the clock."""
