@@ -45,14 +45,22 @@ lint-template: setup
 browser:
 	@tools/ensure-chromium >/dev/null
 
+# Most tests wait on stacks, clocks and sockets rather than the CPU: a few workers (one test file each at a
+# time: module fixtures stay shared) finish far sooner, even on two cores. JOBS=1 runs them one by one.
+JOBS ?= 3
 test: lint browser
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(JOBS) --dist loadfile $(ARGS)
 
-# The acquirer simulator runs beside the stack (the template's AcquirerBaseUrl default points at it).
+# The acquirer simulator and the merchant webhook receiver run beside the stack (the template's
+# AcquirerBaseUrl and MerchantWebhookBaseUrl defaults point at them).
 ACQUIRER_PORT ?= 8081
+WEBHOOKS_PORT ?= 8082
+# The simulator's 3-D Secure callbacks go to the API, so both take the same port (LOCAL_API_PORT works too).
+API_PORT ?= $(or $(LOCAL_API_PORT),3000)
 run: setup
-	$(PY) -m local start --template $(TEMPLATE) \
-	  --sidecar "$(PY) -m simulators.acquirer --port $(ACQUIRER_PORT)" $(ARGS)
+	$(PY) -m local start --template $(TEMPLATE) --api-port $(API_PORT) \
+	  --sidecar "$(PY) -m simulators.acquirer --port $(ACQUIRER_PORT) --callback-base-url http://127.0.0.1:$(API_PORT)" \
+	  --sidecar "$(PY) -m simulators.merchant_webhooks --port $(WEBHOOKS_PORT)" $(ARGS)
 
 bench: setup
 	$(PY) -m bench $(ARGS)
