@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from payeasy import wiring
-from payeasy.audit import event_for_change
+from payeasy.audit import event_for_change, outcome_metric
 from payeasy.audit_store import image_to_python
 
 logger = Logger()
@@ -32,8 +32,16 @@ def record_handler(record: DynamoDBRecord) -> None:
     )
     if event is None:
         return
-    if wiring.audit_store().append(event):
+    if wiring.audit_store().append(event):  # False for a redelivered record: nothing is counted twice
         metrics.add_metric(name="AuditEventsWritten", unit=MetricUnit.Count, value=1)
+        outcome = outcome_metric(event)
+        if outcome:
+            new = image_to_python(raw.get("NewImage")) or {}
+            # Its own EMF document: the batch mixes workflows, and a dimension applies to a whole document.
+            with single_metric(
+                name=outcome, unit=MetricUnit.Count, value=1, default_dimensions=metrics.default_dimensions
+            ) as metric:
+                metric.add_dimension(name="workflow", value=str(new.get("workflow") or "unknown"))
         logger.info(
             "audit event",
             extra={"payment_id": event.payment_id, "type": event.type, "to_status": event.to_status},

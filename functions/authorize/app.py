@@ -8,6 +8,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from payeasy import tasks, wiring
+from payeasy.observability import annotate, step_annotations
 
 logger = Logger()
 tracer = Tracer()
@@ -19,10 +20,12 @@ metrics = Metrics()
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(payment_id=event.get("payment_id"))
-    tracer.put_annotation(key="payment_id", value=str(event.get("payment_id")))
+    # Annotated before the call too, so a step that fails is found by payment_id.
+    annotate(tracer, step_annotations(state="AuthorizePayment", event=event))
     outcome = tasks.authorize(event, wiring.acquirer_client())
     metrics.add_metric(name="Authorizations", unit=MetricUnit.Count, value=1)
     logger.info(
         "AuthorizePayment done", extra={"status": outcome["status"], "decline": outcome["decline_code"]}
     )
+    annotate(tracer, step_annotations(state="AuthorizePayment", event=event, outcome=outcome))
     return outcome

@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 from payeasy import operations, wiring
 from payeasy.errors import (
     AcquirerError,
@@ -43,6 +44,7 @@ from payeasy.models import (
     PaymentView,
     RefundRequest,
 )
+from payeasy.observability import annotate, step_annotations
 from payeasy.payment import Payment, execution_name, new_payment_id, utc_now_iso
 from payeasy.ports import CardToVault, TokenizedCard
 from payeasy.routing import Workflow, choose_workflow
@@ -122,7 +124,7 @@ def create_payment(
     merchant = current_merchant()
     data = {"key": f"{merchant}:{idempotency_key}", "request": request.model_dump(mode="json")}
     answer = _create_once(data=data, merchant=merchant, request=request)
-    return _json(answer["status_code"], answer["body"])
+    return _json(answer["status_code"], answer["body"], answer.get("headers"))
 
 
 @app.get(
@@ -250,6 +252,13 @@ def _create(merchant: str, request: CreatePaymentRequest) -> dict[str, Any]:
     payment_id = new_payment_id()
     logger.append_keys(payment_id=payment_id, merchant_id=merchant)
     card = _tokenize(request, payment_id)
+    if card.requires_3ds and not request.return_url:
+        # Known only once the card is tokenized; nothing is recorded yet.
+        raise InvalidRequestError(
+            "return_url: is required for a card that needs 3-D Secure (the browser comes back there)",
+            code="parameter_missing",
+            param="return_url",
+        )
     workflow = choose_workflow(
         amount=request.amount,
         currency=request.currency,
@@ -280,11 +289,58 @@ def _create(merchant: str, request: CreatePaymentRequest) -> dict[str, Any]:
         return_url=request.return_url,
     )
     wiring.payment_repository().create(payment)
+    annotate(tracer, _annotations(payment))
     metrics.add_metric(name=f"Payments{workflow.value.title()}", unit=MetricUnit.Count, value=1)
     if workflow is Workflow.STANDARD:
-        # The STANDARD workflow is its own issue: the payment is recorded and stays `processing`.
-        return {"status_code": 202, "body": payment.view()}
+        return _start_standard(payment)
     return _run_express(payment)
+
+
+STANDARD_RETRY_AFTER_SECONDS = "2"  # how soon a client should poll GET /payments/{id}
+
+
+def _start_standard(payment: Payment) -> dict[str, Any]:
+    """Starts the STANDARD workflow (3-D Secure, large amounts) and answers 202 `processing` at once.
+    The execution is named after the payment, so a retried start never runs a second one."""
+    execution_input = {
+        "payment_id": payment.payment_id,
+        "merchant_id": payment.merchant_id,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "capture_method": payment.capture_method,
+        "card": {k: payment.card[k] for k in ("token", "brand", "last4", "three_d_secure")},
+        "return_url": payment.return_url,
+        "workflow": Workflow.STANDARD.value,
+        "three_d_secure": None,  # the 3-D Secure result, filled in by Request3DS / Wait3DSCallback
+    }
+    try:
+        _sfn().start_execution(
+            stateMachineArn=os.environ["STANDARD_STATE_MACHINE_ARN"],
+            name=execution_name(payment.payment_id),
+            input=json.dumps(execution_input),
+        )
+    except ClientError as exc:
+        # ExecutionAlreadyExists: an earlier attempt started it, and that execution is this payment's.
+        if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+            logger.exception("StartExecution of the STANDARD workflow failed")
+            raise ApiError(
+                "The payment could not be started; retry later.",
+                code="workflow_unavailable",
+                payment_id=payment.payment_id,
+            ) from exc
+    return {
+        "status_code": 202,
+        "body": payment.view(),
+        "headers": {"Retry-After": STANDARD_RETRY_AFTER_SECONDS},
+    }
+
+
+def _annotations(payment: Payment) -> dict[str, str]:
+    """The router's X-Ray annotations: this API call's trace is findable by payment, merchant, outcome."""
+    fields: dict[str, Any] = {"payment_id": payment.payment_id, "merchant_id": payment.merchant_id}
+    fields |= {"amount": payment.amount, "currency": payment.currency}
+    outcome = {"status": payment.status.value, "decline_code": payment.decline_code}
+    return step_annotations(state="CreatePayment", event=fields, outcome=outcome, workflow=payment.workflow)
 
 
 def _tokenize(request: CreatePaymentRequest, payment_id: str) -> TokenizedCard:
@@ -312,6 +368,7 @@ def _run_express(payment: Payment) -> dict[str, Any]:
         "currency": payment.currency,
         "capture_method": payment.capture_method,
         "card": {k: payment.card[k] for k in ("token", "brand", "last4")},
+        "workflow": Workflow.EXPRESS.value,
     }
     result = _sfn().start_sync_execution(
         stateMachineArn=os.environ["EXPRESS_STATE_MACHINE_ARN"],
@@ -333,6 +390,7 @@ def _run_express(payment: Payment) -> dict[str, Any]:
             amount_captured=outcome.get("amount_captured") or 0,
         )
     metrics.add_metric(name=f"Express{payment.status.value.title()}", unit=MetricUnit.Count, value=1)
+    annotate(tracer, _annotations(payment))
     return _answer(payment)
 
 
@@ -378,8 +436,9 @@ def _sfn() -> Any:
 # --- errors -------------------------------------------------------------------------------------------------
 
 
-def _json(status: int, body: dict[str, Any]) -> Response[Any]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    kind = content_types.APPLICATION_JSON
+    return Response(status_code=status, content_type=kind, body=json.dumps(body), headers=headers)
 
 
 @app.exception_handler(PaymentError)

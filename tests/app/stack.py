@@ -31,6 +31,8 @@ from local.clock import Clock, VirtualClock
 from local.runtime import LocalRuntime, RuntimeConfig, client_environment
 from simulators.acquirer.core import Acquirer
 from simulators.acquirer.server import AcquirerServer
+from simulators.merchant_webhooks.core import Receiver
+from simulators.merchant_webhooks.server import ReceiverServer
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -66,6 +68,36 @@ def card(number: str, **overrides: Any) -> dict[str, Any]:
 
 def payment_body(number: str = APPROVED, *, amount: int = 5000, **fields: Any) -> dict[str, Any]:
     return {"amount": amount, "currency": "jpy", "card": card(number), **fields}
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat fields after the command name (state, ppid, ..., starttime at [19]); None if gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every live descendant of ``pid`` → its start time (so a recycled pid is never taken for it)."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _proc_stat(int(entry.name))) and fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+            starts[int(entry.name)] = fields[19]
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        frontier = [child for parent in frontier for child in children.get(parent, []) if child not in found]
+        found.update((child, starts[child]) for child in frontier)
+    return found
+
+
+def _alive(pid: int, started: str) -> bool:
+    fields = _proc_stat(pid)
+    return fields is not None and fields[0] != "Z" and fields[19] == started
 
 
 def free_port() -> int:
@@ -127,6 +159,7 @@ def authorizations_for(acquirer_url: str, payment_id: str) -> list[dict[str, Any
 class AppStack:
     runtime: LocalRuntime
     acquirer: AcquirerServer
+    webhooks: ReceiverServer | None = None  # the merchant webhook receiver (MerchantWebhookBaseUrl)
 
     @property
     def api(self) -> PaymentsApi:
@@ -164,6 +197,7 @@ def running_app(
     slow_ms: int = 3000,
     acquirer_timeout_s: int = 2,
     clock: Clock | None = None,
+    parameter_overrides: dict[str, str] | None = None,
 ) -> Iterator[AppStack]:
     """Simulator + the whole template on the local runtime, in this process; the client variables
     (endpoint, fake credentials) are set for this process while it runs and restored after."""
@@ -173,12 +207,16 @@ def running_app(
     acquirer = AcquirerServer(
         Acquirer(api_keys={ACQUIRER_KEY}, latency_ms=latency_ms, slow_ms=slow_ms), port=0
     ).start()
+    # Merchant webhooks reach a receiver, as under `make run` (else every webhook fails and is resent).
+    webhooks = ReceiverServer(Receiver(), port=0).start()
     config = RuntimeConfig(
         template=TEMPLATE,
         parameter_overrides={
             "AcquirerBaseUrl": acquirer.url,
             "AcquirerApiKey": ACQUIRER_KEY,
             "AcquirerTimeoutSeconds": str(acquirer_timeout_s),
+            "MerchantWebhookBaseUrl": f"{webhooks.url}/webhooks",
+            **(parameter_overrides or {}),  # e.g. NotificationRetrySeconds
         },
         region="us-east-1",
         aws_port=0,
@@ -193,7 +231,7 @@ def running_app(
         variables = client_environment(runtime.endpoint_url, runtime.model.region)
         saved = {key: os.environ.get(key) for key in variables}
         os.environ.update(variables)
-        yield AppStack(runtime, acquirer)
+        yield AppStack(runtime, acquirer, webhooks)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -202,6 +240,7 @@ def running_app(
                 os.environ[key] = value
         runtime.stop()
         acquirer.stop()
+        webhooks.stop()
         if own_clock and isinstance(clock, VirtualClock):
             clock.close()
 
@@ -221,6 +260,12 @@ class StackProcess:
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     start_timeout_s: float = 60.0
     acquirer_url: str = ""
+    webhooks_url: str = ""  # the merchant webhook receiver sidecar
+    # 0: a free port chosen before start, so the simulator's 3-D Secure callbacks can be pointed at the API.
+    api_port: int = 0
+    clock_scale: float | None = None  # `--clock-scale`: virtual seconds per real second (None: real time)
+    heartbeat_interval_s: float | None = None  # the challenge page's heartbeats (None: simulator's 20 s)
+    orphans: list[int] = field(default_factory=list)  # descendants still alive after stop(), killed by it
     endpoint_url: str = ""
     api_url: str = ""
     banner: list[str] = field(default_factory=list)
@@ -235,12 +280,26 @@ class StackProcess:
             f"{sys.executable} -m simulators.acquirer --port {port}"
             f" --latency-ms {self.acquirer_latency_ms} --slow-ms {self.acquirer_slow_ms}"
         )
-        overrides = {"AcquirerBaseUrl": self.acquirer_url, **self.parameter_overrides}
+        self.api_port = self.api_port or free_port()
+        sidecar += f" --callback-base-url http://127.0.0.1:{self.api_port}"
+        if self.heartbeat_interval_s is not None:
+            sidecar += f" --heartbeat-interval {self.heartbeat_interval_s}"
+        webhooks_port = free_port()  # the merchant webhook receiver, as `make run` starts it
+        webhooks = f"{sys.executable} -m simulators.merchant_webhooks --port {webhooks_port}"
+        self.webhooks_url = f"http://127.0.0.1:{webhooks_port}"
+        overrides = {
+            "AcquirerBaseUrl": self.acquirer_url,
+            "MerchantWebhookBaseUrl": f"{self.webhooks_url}/webhooks",
+            **self.parameter_overrides,
+        }
         argv = [
             sys.executable, "-m", "local", "start", "--template", str(TEMPLATE),
-            "--port", "0", "--api-port", "0", "--xray-port", "0", "--sidecar", sidecar,
+            "--port", "0", "--api-port", str(self.api_port), "--xray-port", "0",
+            "--sidecar", sidecar, "--sidecar", webhooks,
             "--parameter-overrides", *(f"{key}={value}" for key, value in overrides.items()),
         ]  # fmt: skip
+        if self.clock_scale is not None:
+            argv += ["--clock-scale", str(self.clock_scale)]
         # The CLI's clients must not inherit an endpoint from whoever runs the tests.
         env = {k: v for k, v in os.environ.items() if k not in client_environment("", "")}
         self._proc = subprocess.Popen(
@@ -281,12 +340,21 @@ class StackProcess:
         if proc is None:
             return 0
         if proc.poll() is None:
+            family = descendants(proc.pid)  # now: once the CLI is gone they are re-parented to init
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            # The CLI stops its sidecars and Lambda workers; whatever a hung or killed stop left is killed.
+            deadline = time.monotonic() + 5
+            while (left := {p for p, t in family.items() if _alive(p, t)}) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.orphans = sorted(left)
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         for reader in self._readers:
             reader.join(5)
         return int(proc.returncode)

@@ -186,7 +186,7 @@ def test_partial_refund_then_over_refund_is_refused(api: PaymentsApi) -> None:
 
 
 def test_3ds_card_is_accepted_for_the_standard_path(api: PaymentsApi) -> None:
-    answer = api.create(payment_body(THREE_DS_CHALLENGE))
+    answer = api.create(payment_body(THREE_DS_CHALLENGE, return_url="https://shop.example/return"))
     assert answer.status_code == 202, answer.text
     assert (answer.json()["status"], answer.json()["workflow"]) == ("processing", "standard")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from payeasy.audit import AuditEvent, event_for_change, sequence_key
+from payeasy.audit import AuditEvent, event_for_change, outcome_metric, sequence_key
 from payeasy.audit_store import image_to_python
 from payeasy.wiring import trace_root, write_stamp
 
@@ -144,3 +144,21 @@ def test_write_stamp_names_the_merchant_for_the_api_and_the_function_otherwise(
     monkeypatch.setenv("PAYEASY_ACTOR", "api")
     assert write_stamp(P())["updated_by"] == "api:merchant_b"
     assert trace_root("Parent=1;Sampled=0") is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "metric"),
+    [
+        ({}, {"status": "succeeded"}, "PaymentsSucceeded"),
+        ({}, {"status": "failed", "decline_code": "insufficient_funds"}, "PaymentsDeclined"),
+        ({}, {"status": "failed", "failure_code": "capture_failed"}, "PaymentsFailed"),
+        ({"status": "requires_action"}, {"status": "canceled"}, "PaymentsCanceled"),
+        ({}, {"status": "requires_capture"}, None),
+        ({"status": "succeeded"}, {"status": "succeeded", "amount_refunded": 5}, None),
+    ],
+)
+def test_final_outcomes_are_counted_once_per_change(
+    old: dict[str, Any], new: dict[str, Any], metric: str | None
+) -> None:
+    event = _event("MODIFY", _item(**old), _item(**new))
+    assert outcome_metric(event) == metric

@@ -32,6 +32,7 @@ from .pan_scan import find_card_data
 KEY_A = "pk_test_merchant_a_4f8b2c71d9e6"
 KEY_B = "pk_test_merchant_b_93ad5e07c1f2"
 MACHINE_ARN = "arn:aws:states:ap-northeast-1:123456789012:stateMachine:payeasy-payment-express-test"
+STANDARD_ARN = "arn:aws:states:ap-northeast-1:123456789012:stateMachine:payeasy-payment-standard-test"
 
 
 @dataclass
@@ -41,6 +42,14 @@ class FakeExpressWorkflow:
 
     calls: list[dict[str, Any]] = field(default_factory=list)
     during_run: Any = None  # called once while the "execution" runs (to send a concurrent duplicate)
+    started: list[dict[str, Any]] = field(default_factory=list)  # StartExecution (STANDARD) calls
+    start_error: Exception | None = None
+
+    def start_execution(self, *, stateMachineArn: str, name: str, input: str) -> dict[str, Any]:
+        self.started.append({"arn": stateMachineArn, "name": name, "input": json.loads(input)})
+        if self.start_error is not None:
+            raise self.start_error
+        return {"executionArn": f"{stateMachineArn.replace(':stateMachine:', ':execution:')}:{name}"}
 
     def start_sync_execution(self, *, stateMachineArn: str, name: str, input: str) -> dict[str, Any]:
         self.calls.append({"arn": stateMachineArn, "name": name, "input": json.loads(input)})
@@ -78,6 +87,7 @@ def router(acquirer_server: AcquirerServer, monkeypatch: pytest.MonkeyPatch) -> 
         PAYMENTS_TABLE="payments",
         IDEMPOTENCY_TABLE="idempotency",
         EXPRESS_STATE_MACHINE_ARN=MACHINE_ARN,
+        STANDARD_STATE_MACHINE_ARN=STANDARD_ARN,
         EXPRESS_LIMITS="JPY=100000,USD=100000",
         MERCHANT_API_KEYS=f"{KEY_A}=merchant_a,{KEY_B}=merchant_b",
     )
@@ -260,11 +270,14 @@ def test_three_d_secure_goes_standard_and_answers_202(router: ModuleType) -> Non
     status, body = call(router, load_event("create_payment_3ds"))
     assert (status, body["status"], body["workflow"]) == (202, "processing", "standard")
     assert router.fake_workflow.calls == []
+    [started] = router.fake_workflow.started
+    assert (started["arn"], started["name"]) == (STANDARD_ARN, body["id"])
 
 
 def test_over_the_express_limit_goes_standard(router: ModuleType) -> None:
     status, body = call(router, payment_event(amount=100_001))
     assert (status, body["workflow"]) == (202, "standard")
+    assert [s["name"] for s in router.fake_workflow.started] == [body["id"]]
 
 
 def test_get_payment_and_other_merchants_404(router: ModuleType) -> None:

@@ -6,13 +6,25 @@ connection or 5xx -> ``AcquirerUnavailable``; 402 -> a declined result; any othe
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
 
 from payeasy.errors import AcquirerRejected, AcquirerTimeout, AcquirerUnavailable
 from payeasy.money import Money
-from payeasy.ports import Authorization, CardToVault, Refund, TokenizedCard
+from payeasy.ports import (
+    Authorization,
+    CardToVault,
+    Refund,
+    ThreeDSAuthentication,
+    ThreeDSResult,
+    TokenizedCard,
+)
+
+# Told after every call: its latency in ms and the HTTP status (None: timeout or no connection).
+CallObserver = Callable[[float, int | None], None]
 
 
 class HttpAcquirerClient:
@@ -25,7 +37,9 @@ class HttpAcquirerClient:
         read_timeout: float = 5.0,
         session: requests.Session | None = None,
         extra_headers: dict[str, str] | None = None,
+        observe: CallObserver | None = None,
     ) -> None:
+        self._observe = observe
         self._base = base_url.rstrip("/")
         self._timeout = (connect_timeout, read_timeout)
         self._session = session or requests.Session()  # keep-alive across warm invocations
@@ -44,9 +58,43 @@ class HttpAcquirerClient:
     def retrieve_token(self, token: str) -> TokenizedCard:
         return _token(self._call("GET", f"/v1/tokens/{token}"))
 
-    def authorize(self, *, token: str, money: Money, reference: str, idempotency_key: str) -> Authorization:
-        body = {"token": token, "amount": money.amount, "currency": money.currency, "reference": reference}
+    def authorize(
+        self,
+        *,
+        token: str,
+        money: Money,
+        reference: str,
+        idempotency_key: str,
+        three_d_secure: ThreeDSResult | None = None,
+    ) -> Authorization:
+        body: dict[str, Any] = {
+            "token": token,
+            "amount": money.amount,
+            "currency": money.currency,
+            "reference": reference,
+        }
+        if three_d_secure is not None:
+            body["three_d_secure_result"] = {
+                "authentication_id": three_d_secure.authentication_id,
+                "eci": three_d_secure.eci,
+            }
         return _authorization(self._call("POST", "/v1/authorizations", body, idempotency_key=idempotency_key))
+
+    def create_3ds_authentication(
+        self, *, token: str, money: Money, reference: str, return_url: str | None, idempotency_key: str
+    ) -> ThreeDSAuthentication:
+        body = {
+            "token": token,
+            "amount": money.amount,
+            "currency": money.currency,
+            "reference": reference,
+            "return_url": return_url,
+        }
+        data = self._call("POST", "/v1/3ds/authentications", body, idempotency_key=idempotency_key)
+        return _three_ds(data)
+
+    def get_3ds_authentication(self, authentication_id: str) -> ThreeDSAuthentication:
+        return _three_ds(self._call("GET", f"/v1/3ds/authentications/{authentication_id}"))
 
     def capture(self, authorization_id: str, *, amount: int | None, idempotency_key: str) -> Authorization:
         body = {} if amount is None else {"amount": amount}
@@ -86,15 +134,19 @@ class HttpAcquirerClient:
         headers = dict(self._headers)
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
+        started = time.perf_counter()
         try:
             response = self._session.request(
                 method, self._base + path, json=body, params=params, headers=headers, timeout=self._timeout
             )
         except requests.Timeout as exc:
+            self._report(started, None)
             # Covers the read timeout (request may have been processed) and the connect timeout.
             raise AcquirerTimeout(f"{method} {path}: no answer within {self._timeout[1]} s") from exc
         except requests.ConnectionError as exc:
+            self._report(started, None)
             raise AcquirerUnavailable(f"{method} {path}: {type(exc).__name__}") from exc
+        self._report(started, response.status_code)
         if response.status_code >= 500:
             raise AcquirerUnavailable(f"{method} {path}: HTTP {response.status_code}")
         data: dict[str, Any] = response.json()
@@ -102,6 +154,11 @@ class HttpAcquirerClient:
             return data  # a decline or a failed capture carries its result in the body
         error = data.get("error") or {}
         raise AcquirerRejected(response.status_code, error.get("code", "unknown"), error.get("message", ""))
+
+
+    def _report(self, started: float, status: int | None) -> None:
+        if self._observe is not None:
+            self._observe((time.perf_counter() - started) * 1000, status)
 
 
 def _token(data: dict[str, Any]) -> TokenizedCard:
@@ -127,4 +184,16 @@ def _authorization(data: dict[str, Any]) -> Authorization:
         amount_refunded=data.get("amount_refunded", 0),
         decline_code=data.get("decline_code"),
         message=data.get("message"),
+    )
+
+
+def _three_ds(data: dict[str, Any]) -> ThreeDSAuthentication:
+    return ThreeDSAuthentication(
+        id=data["id"],
+        status=data["status"],
+        reference=data.get("reference", ""),
+        challenge_url=data.get("challenge_url"),
+        trans_status=data.get("trans_status"),
+        eci=data.get("eci"),
+        authentication_value_ref=data.get("authentication_value_ref"),
     )

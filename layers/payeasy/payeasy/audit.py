@@ -146,3 +146,19 @@ def _text(value: Any) -> str | None:
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Final outcomes, counted once per payment where every path meets: the change stream.
+_OUTCOME_METRICS = {"succeeded": "PaymentsSucceeded", "canceled": "PaymentsCanceled"}
+
+
+def outcome_metric(event: AuditEvent) -> str | None:
+    """PaymentsSucceeded / PaymentsDeclined (the card or the cardholder said no) / PaymentsFailed (we could
+    not complete it) / PaymentsCanceled, for a change into a final status; None for any other change."""
+    if event.type != "payment.status_changed" or event.to_status is None:
+        return None
+    if event.to_status == "failed":
+        declined = event.changes.get("decline_code", [None, None])[1]
+        return "PaymentsDeclined" if declined else "PaymentsFailed"
+    return _OUTCOME_METRICS.get(event.to_status)
+

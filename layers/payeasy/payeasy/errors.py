@@ -111,3 +111,7 @@ class AcquirerRejected(AcquirerError):
 
 class CaptureFailed(Exception):
     """The acquirer answered that the capture failed; the workflow voids the authorization."""
+
+
+class TaskTokenExpired(Exception):
+    """Step Functions no longer waits for this task token (it timed out, or the execution ended)."""

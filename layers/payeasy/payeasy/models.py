@@ -148,6 +148,21 @@ class CardSummary(BaseModel):
     three_d_secure: str = "not_required"
 
 
+class NextAction(BaseModel):
+    """What the cardholder must do before the payment can go on (3-D Secure challenge)."""
+
+    type: Literal["redirect_to_url"] = "redirect_to_url"
+    url: str = Field(description="The 3-D Secure challenge page to send the cardholder's browser to.")
+    return_url: str | None = Field(default=None, description="Where the browser lands afterwards.")
+
+
+class Reconciliation(BaseModel):
+    """Why the reconciliation job will look at this payment (docs/failure-handling.md)."""
+
+    reason: Literal["void_pending", "capture_unknown", "needs_attention", "authorization_expiry"]
+    since: str
+
+
 class PaymentView(BaseModel):
     """A payment as the API shows it."""
 
@@ -167,6 +182,12 @@ class PaymentView(BaseModel):
     failure_code: str | None = None
     failure_message: str | None = None
     authorization_id: str | None = None
+    next_action: NextAction | None = Field(default=None, description="Only while status is requires_action.")
+    cancellation_reason: str | None = Field(default=None, description="e.g. 3ds_abandoned")
+    reconciliation: Reconciliation | None = Field(
+        default=None, description="Set while the reconciliation job has work on this payment."
+    )
+    needs_attention: bool = Field(default=False, description="A system error stopped its workflow.")
     workflow: str
     created: int
     updated_at: str

@@ -27,7 +27,7 @@ ANNOTATION_KEYS = (
 
 
 class Annotator(Protocol):
-    def put_annotation(self, key: str, value: str | float | bool) -> None: ...
+    def put_annotation(self, key: str, value: str) -> None: ...
 
 
 def amount_band(amount: int, currency: str) -> str:

@@ -50,6 +50,19 @@ class Payment:
     failure_code: str | None = None
     failure_message: str | None = None
     refunds: list[dict[str, Any]] = field(default_factory=list)
+    # STANDARD path: the 3-D Secure redirect while requires_action; why a payment was canceled.
+    next_action: dict[str, Any] | None = None
+    cancellation_reason: str | None = None
+    # The workflow runs that claimed the payment, written by the state machines' ValidateRequest; kept as
+    # fields so that a read-modify-write save (a put of the whole item) does not drop the claims.
+    execution_id: str | None = None
+    standard_execution_id: str | None = None
+    # Failure handling (docs/failure-handling.md): why the payment is in the sparse ReconcileIndex and since
+    # when (void_pending | capture_unknown | needs_attention | authorization_expiry), and whether a system
+    # error needs a human. Fields, so that a put of the whole item keeps them.
+    reconcile_reason: str | None = None
+    reconcile_since: str | None = None
+    needs_attention: bool = False
 
     def moved_to(self, target: PaymentStatus, *, action: str, **changes: Any) -> Payment:
         ensure_transition(self.status, target, payment_id=self.payment_id, action=action)
@@ -92,6 +105,15 @@ class Payment:
             "failure_code": self.failure_code,
             "failure_message": self.failure_message,
             "authorization_id": self.authorization_id,
+            # Only while the cardholder has something to do: a stale challenge URL must not be followed.
+            "next_action": self.next_action if self.status is PaymentStatus.REQUIRES_ACTION else None,
+            "cancellation_reason": self.cancellation_reason,
+            "reconciliation": (
+                {"reason": self.reconcile_reason, "since": self.reconcile_since}
+                if self.reconcile_reason
+                else None
+            ),
+            "needs_attention": self.needs_attention,
             "workflow": self.workflow,
             "created": self.created,
             "updated_at": self.updated_at,

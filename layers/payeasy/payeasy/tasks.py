@@ -12,7 +12,7 @@ from typing import Any
 
 from payeasy.errors import AcquirerTimeout, CaptureFailed
 from payeasy.money import Money
-from payeasy.ports import AcquirerClient, Authorization
+from payeasy.ports import AcquirerClient, Authorization, ThreeDSResult
 from payeasy.status import PaymentStatus
 
 # Decline codes Stripe reports under their own `code`; every other decline is code `card_declined`.
@@ -47,6 +47,7 @@ def authorize(state: dict[str, Any], acquirer: AcquirerClient) -> dict[str, Any]
         money=Money(state["amount"], state["currency"]),
         reference=payment_id,
         idempotency_key=f"{payment_id}:authorize",
+        three_d_secure=three_d_secure_result(state.get("three_d_secure")),
     )
     if auth.approved:
         return _outcome(payment_id, PaymentStatus.REQUIRES_CAPTURE, auth)
@@ -59,6 +60,13 @@ def authorize(state: dict[str, Any], acquirer: AcquirerClient) -> dict[str, Any]
         failure_code=failure_code_for(decline),
         failure_message=auth.message or "The card was declined.",
     )
+
+
+def three_d_secure_result(value: Any) -> ThreeDSResult | None:
+    """The 3-D Secure result the STANDARD workflow hands the EXPRESS one (``$.three_d_secure``), if any."""
+    if not isinstance(value, dict) or not value.get("authentication_id"):
+        return None
+    return ThreeDSResult(authentication_id=str(value["authentication_id"]), eci=value.get("eci"))
 
 
 def capture(state: dict[str, Any], acquirer: AcquirerClient) -> dict[str, Any]:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the runtime imports stay inside the functions: they cost ~0
     from payeasy.acquirer_http import HttpAcquirerClient
     from payeasy.audit_store import DynamoAuditStore
     from payeasy.repository import DynamoPaymentRepository
+    from payeasy.threeds_adapters import DynamoChallengeStore, StepFunctionsTaskCallbacks
 
 SECRET_MAX_AGE_SECONDS = 300  # a rotated key is picked up within five minutes
 
@@ -50,6 +51,27 @@ def acquirer_api_key() -> str:
     return str(json.loads(text)["api_key"]) if text.lstrip().startswith("{") else text
 
 
+def threeds_callback_secret() -> str:
+    """The secret the ACS signs callbacks with (``{"secret": "..."}``), cached like the acquirer key."""
+    raw = _secrets().get(os.environ["THREEDS_SECRET_ARN"], max_age=SECRET_MAX_AGE_SECONDS)
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return str(json.loads(text)["secret"]) if text.lstrip().startswith("{") else text
+
+
+@lru_cache(maxsize=1)
+def challenge_store() -> DynamoChallengeStore:
+    from payeasy.threeds_adapters import DynamoChallengeStore
+
+    return DynamoChallengeStore(os.environ["CHALLENGES_TABLE"], aws_client("dynamodb"))
+
+
+@lru_cache(maxsize=1)
+def task_callbacks() -> StepFunctionsTaskCallbacks:
+    from payeasy.threeds_adapters import StepFunctionsTaskCallbacks
+
+    return StepFunctionsTaskCallbacks(aws_client("stepfunctions"))
+
+
 def acquirer_client() -> HttpAcquirerClient:
     # Built per invocation (cheap: the secret is cached) so a rotated key takes effect; the session is shared.
     from payeasy.acquirer_http import HttpAcquirerClient
@@ -59,7 +81,20 @@ def acquirer_client() -> HttpAcquirerClient:
         acquirer_api_key(),
         read_timeout=float(os.environ.get("ACQUIRER_TIMEOUT_SECONDS", "5")),
         session=_session(),
+        observe=_acquirer_metrics,
     )
+
+
+def _acquirer_metrics(latency_ms: float, status: int | None) -> None:
+    """AcquirerLatency (and AcquirerErrors for timeouts/5xx) as EMF metrics of the calling handler; its
+    ``@metrics.log_metrics`` flushes them (Powertools' Metrics share one registry per process)."""
+    from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    metrics = Metrics()
+    metrics.add_metric(name="AcquirerLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 1))
+    if status is None or status >= 500:
+        metrics.add_metric(name="AcquirerErrors", unit=MetricUnit.Count, value=1)
 
 
 @lru_cache(maxsize=1)
@@ -115,4 +150,6 @@ def reset() -> None:
     if _session.cache_info().currsize:
         _session().close()
     for cached in (aws_client, _secrets, _session, payment_repository, audit_store):
+        cached.cache_clear()
+    for cached in (challenge_store, task_callbacks):
         cached.cache_clear()
