@@ -674,3 +674,31 @@ def test_unreadable_request_is_400_and_the_server_keeps_serving(env: Env) -> Non
         raw.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
         assert raw.recv(4096).startswith(b"HTTP/1.1 400 ")
     assert requests.get(f"{env.url}/items/1", timeout=5).status_code == 200
+
+
+def test_integration_timeout_is_wall_time_on_a_scaled_real_clock() -> None:
+    """`--clock-scale 60` makes workflow waits pass faster, not the time a handler has to answer: the 29 s
+    bounds a Lambda whose own Timeout is wall time."""
+    from local.clock import RealClock
+
+    entered, release = threading.Event(), threading.Event()
+    invoker = FakeInvoker(_blocking_invoker(entered, release))
+    server = ApiGatewayServer(
+        _apis(),
+        invoker,
+        port=0,
+        clock=RealClock(scale=60),
+        region=REGION,
+        account_id=ACCOUNT,
+        integration_timeout=1,
+    ).start()
+    try:
+        thread, out = _get_in_thread(f"{server.url}/items/1")
+        assert entered.wait(5)
+        time.sleep(0.5)  # 30 clock seconds at scale 60, but only half the wall-time limit
+        assert not out
+        thread.join(5)
+        assert out[0].status_code == 504
+    finally:
+        release.set()
+        server.stop()
