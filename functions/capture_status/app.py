@@ -9,6 +9,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from payeasy import compensation, wiring
+from payeasy.observability import annotate, step_annotations
 
 logger = Logger()
 tracer = Tracer()
@@ -20,7 +21,7 @@ metrics = Metrics()
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(payment_id=event.get("payment_id"))
-    tracer.put_annotation(key="payment_id", value=str(event.get("payment_id")))
+    annotate(tracer, step_annotations(state="CheckCaptureStatus", event=event))
     outcome = compensation.capture_status(event, wiring.acquirer_client())
     metrics.add_metric(name="CaptureStatusChecks", unit=MetricUnit.Count, value=1)
     logger.info("CheckCaptureStatus done", extra={"capture_status": outcome["capture_status"]})
