@@ -7,6 +7,7 @@ import os
 import time
 from functools import lru_cache
 from typing import Annotated, Any
+from uuid import uuid4
 
 from api_docs import register as register_api_docs
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -39,8 +40,10 @@ from payeasy.errors import (
 from payeasy.models import (
     CancelPaymentRequest,
     CapturePaymentRequest,
+    CreatePaymentMethodRequest,
     CreatePaymentRequest,
     ErrorResponse,
+    PaymentMethodView,
     PaymentView,
     RefundRequest,
 )
@@ -125,6 +128,46 @@ def create_payment(
     data = {"key": f"{merchant}:{idempotency_key}", "request": request.model_dump(mode="json")}
     answer = _create_once(data=data, merchant=merchant, request=request)
     return _json(answer["status_code"], answer["body"], answer.get("headers"))
+
+
+@app.post(
+    "/payment_methods",
+    responses={
+        200: {
+            "description": "The card, tokenized",
+            "content": {"application/json": {"model": PaymentMethodView}},
+        },
+        **_ERRORS,
+    },
+    tags=["payment methods"],
+)
+def create_payment_method(request: Annotated[CreatePaymentMethodRequest, Body()]) -> Response[Any]:
+    """The card goes to the acquirer's vault and only the token comes back (no payment, nothing stored)."""
+    merchant = current_merchant()
+    logger.append_keys(merchant_id=merchant)
+    card = request.card
+    vault = CardToVault(card.number, card.exp_month, card.exp_year, card.cvc, card.holder_name)
+    try:
+        token = wiring.acquirer_client().tokenize(vault, idempotency_key=f"{merchant}:pm:{uuid4().hex}")
+    except AcquirerRejected as exc:
+        raise InvalidRequestError(
+            f"The acquirer rejected the card: {exc.code}", code=exc.code, param="card"
+        ) from exc
+    except AcquirerError as exc:
+        raise ApiError("The card could not be tokenized; retry later.", code="acquirer_unavailable") from exc
+    view = PaymentMethodView(
+        id=token.token,
+        card={
+            "brand": token.brand,
+            "last4": token.last4,
+            "exp_month": token.exp_month,
+            "exp_year": token.exp_year,
+            "country": token.bin_country,
+            "three_d_secure": token.three_d_secure,
+        },
+    )
+    metrics.add_metric(name="PaymentMethodsCreated", unit=MetricUnit.Count, value=1)
+    return _json(200, view.model_dump(mode="json"))
 
 
 @app.get(

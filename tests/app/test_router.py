@@ -405,3 +405,32 @@ def test_cold_import_defers_what_no_payment_needs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["['dynamodb']", "False"]
+
+
+def test_payment_method_tokenizes_without_paying_then_pays(router: ModuleType) -> None:
+    status, method = call(router, load_event("create_payment_method"))
+    assert status == 200 and method["object"] == "payment_method" and method["id"].startswith("tok_")
+    assert method["card"] == {
+        "brand": "visa",
+        "last4": "4242",
+        "exp_month": 12,
+        "exp_year": 2034,
+        "country": "US",
+        "three_d_secure": "not_required",
+    }
+    assert all_items(os.environ["PAYMENTS_TABLE"]) == []  # nothing is paid or stored
+    event = payment_event(key="pm-1")
+    data = json.loads(event["body"])
+    del data["card"]
+    data["payment_method"] = method["id"]
+    event["body"] = json.dumps(data)
+    status, paid = call(router, event)
+    assert status == 200 and paid["status"] == "succeeded" and paid["card"]["last4"] == "4242"
+
+
+def test_payment_method_with_a_bad_card_is_400_naming_the_field(router: ModuleType) -> None:
+    event = load_event("create_payment_method")
+    event["body"] = json.dumps({"card": {**json.loads(event["body"])["card"], "number": "4242424242424241"}})
+    status, body = call(router, event)
+    assert status == 400 and body["error"]["param"] == "card.number"
+    assert "4242424242424241" not in json.dumps(body)

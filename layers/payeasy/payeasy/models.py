@@ -117,6 +117,18 @@ class CreatePaymentRequest(_Strict):
         return value
 
 
+class CreatePaymentMethodRequest(_Strict):
+    """Tokenize a card without paying (Stripe's PaymentMethod): pay later with ``payment_method``."""
+
+    card: CardInput
+
+
+class PaymentMethodView(BaseModel):
+    id: str = Field(description="tok_...: pass it as payment_method to POST /payments")
+    object: Literal["payment_method"] = "payment_method"
+    card: dict[str, Any] = Field(description="brand, last4, exp_month, exp_year, country, three_d_secure")
+
+
 class CapturePaymentRequest(_Strict):
     amount_to_capture: Annotated[int, Field(strict=True, gt=0, le=MAX_AMOUNT)] | None = Field(
         default=None, description="Capture less than authorized; the rest is released."
