@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,18 @@ def descendants(pid: int) -> dict[int, str]:
 def _alive(pid: int, started: str) -> bool:
     fields = _proc_stat(pid)
     return fields is not None and fields[0] != "Z" and fields[19] == started
+
+
+def wait_for[T](probe: Callable[[], T | None], *, timeout_s: float = 30.0, what: str = "condition") -> T:
+    """Polls ``probe`` until it returns something truthy (eventual outcomes: workflows, streams, queues)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from local.template_loader import translate_template
 from simulators.merchant_webhooks.server import ReceiverServer
 
 from .pan_scan import find_card_data
-from .stack import APPROVED, ROOT, AppStack, payment_body, running_app
+from .stack import APPROVED, ROOT, AppStack, payment_body, running_app, wait_for
 
 RETRY_SECONDS = 1
 WORKFLOW_ATTEMPTS = 3  # SendMerchantWebhook: the first try and its two Retry attempts
@@ -91,17 +91,6 @@ def ensure_event_bus(app: AppStack) -> None:
     names = [b["Name"] for b in events.list_event_buses()["EventBuses"]]
     if bus_name(app) not in names:
         events.create_event_bus(Name=bus_name(app))
-
-
-def wait_for[T](probe: Callable[[], T | None], *, timeout_s: float = 30.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +228,7 @@ def test_a_failing_receiver_never_fails_the_payment_and_the_notifier_resends(
     )
     assert all(d["signature_valid"] is True for d in delivered)
     assert {d["event_id"] for d in delivered} == {attempts[0]["event_id"]}  # the same event, resent
+
     # Delivered: the message was deleted, nothing comes back. (SQS is at-least-once: on a slow machine a
     # message can be received again before the first receive deleted it, so a receiver deduplicates on the
     # event id; more than one duplicate would mean the delete never happened.)

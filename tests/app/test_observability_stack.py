@@ -4,7 +4,6 @@ X-Ray client), the service graph, and the audit trail of GET /payments/{id}/even
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from .stack import (
     PaymentsApi,
     payment_body,
     running_app,
+    wait_for,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,17 +41,6 @@ def api(app: AppStack) -> Iterator[PaymentsApi]:
     client = app.api
     yield client
     client.close()
-
-
-def wait_for[T](probe: Callable[[], T | None], *, timeout_s: float = 30.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def status_of(api: PaymentsApi, payment_id: str, *statuses: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from payeasy.threeds_adapters import DynamoChallengeStore
 from local.clock import VirtualClock
 
 from .pan_scan import find_card_data
-from .stack import APPROVED, THREE_DS_CHALLENGE, AppStack, PaymentsApi, payment_body, running_app
+from .stack import APPROVED, THREE_DS_CHALLENGE, AppStack, PaymentsApi, payment_body, running_app, wait_for
 
 FRICTIONLESS = "4000000000001067"
 SECRET = "whsec_test_3ds_local_5b1e9c0d7a"  # the template's default ThreeDSCallbackSecretValue
@@ -60,17 +60,6 @@ def clock(app: AppStack) -> VirtualClock:
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
-
-
-def wait_for[T](probe: Callable[[], T | None], *, timeout_s: float = 30.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def create(api: PaymentsApi, number: str = THREE_DS_CHALLENGE, **fields: Any) -> str:
