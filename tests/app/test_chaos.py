@@ -78,6 +78,7 @@ def _plan(rng: random.Random) -> list[dict[str, Any]]:
     return plan
 
 
+@pytest.mark.timeout(max(600, PAYMENTS))  # ~0.5 s a payment on a busy machine: not the suite's 120 s default
 def test_every_payment_settles_and_agrees_with_the_acquirer(app: AppStack) -> None:
     rng = random.Random(11)
     plan = _plan(rng)
