@@ -84,6 +84,7 @@ class LocalRuntime:
     pool: LambdaPool
     api: ApiGatewayServer
     segments: SegmentStore
+    logs: CloudWatchLogsSink
     queue_urls: dict[str, str]
 
     @property
@@ -152,7 +153,7 @@ class LocalRuntime:
         daemon.start()
         self._stops.append(daemon.stop)
 
-        logs = CloudWatchLogsSink(self.endpoint.url, model.region, self.clock, echo=cfg.echo_logs)
+        self.logs = logs = CloudWatchLogsSink(self.endpoint.url, model.region, self.clock, echo=cfg.echo_logs)
         self._stops.append(logs.close)
 
         self.pool = LambdaPool(

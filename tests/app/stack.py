@@ -244,6 +244,7 @@ def running_app(
         saved = {key: os.environ.get(key) for key in variables}
         os.environ.update(variables)
         yield AppStack(runtime, acquirer, webhooks)
+        assert_no_card_data(runtime)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -255,6 +256,40 @@ def running_app(
         webhooks.stop()
         if own_clock and isinstance(clock, VirtualClock):
             clock.close()
+
+
+def assert_no_card_data(runtime: LocalRuntime) -> None:
+    """PCI sweep after every in-process stack of the suite: no card number or CVC in any log line, table item,
+    execution history or X-Ray segment the stack holds, whatever its tests did."""
+    from local.moto_adapter import xray_traces
+
+    from .pan_scan import find_card_data
+
+    runtime.logs.flush()
+    runtime.segments.flush()
+
+    def client(service: str) -> Any:
+        return boto3.client(  # type: ignore[call-overload]
+            service, endpoint_url=runtime.endpoint_url, region_name=runtime.model.region
+        )
+
+    logs, ddb, sfn = client("logs"), client("dynamodb"), client("stepfunctions")
+    found: dict[str, list[str]] = {}
+    for group in [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]]:
+        for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group):
+            hits = find_card_data("\n".join(event["message"] for event in page["events"]))
+            found.setdefault(f"log group {group}", []).extend(hits)
+    for table in runtime.model.tables.values():
+        for page in ddb.get_paginator("scan").paginate(TableName=table.table_name):
+            found.setdefault(f"table {table.logical_id}", []).extend(find_card_data(page["Items"]))
+    for machine in runtime.model.state_machines.values():
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine.arn):
+            for execution in page["executions"]:
+                events = sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)
+                hits = find_card_data(events["events"])
+                found.setdefault(f"history of {machine.logical_id}", []).extend(hits)
+    found["X-Ray segments"] = find_card_data(xray_traces(runtime.model.region))
+    assert {where: hits for where, hits in found.items() if hits} == {}, "card data kept by the stack"
 
 
 # --- the stack as `make run` starts it ---------------------------------------------------------------------
