@@ -40,6 +40,7 @@ from payeasy.errors import (
 from payeasy.models import (
     CancelPaymentRequest,
     CapturePaymentRequest,
+    CardInput,
     CreatePaymentMethodRequest,
     CreatePaymentRequest,
     ErrorResponse,
@@ -145,16 +146,7 @@ def create_payment_method(request: Annotated[CreatePaymentMethodRequest, Body()]
     """The card goes to the acquirer's vault and only the token comes back (no payment, nothing stored)."""
     merchant = current_merchant()
     logger.append_keys(merchant_id=merchant)
-    card = request.card
-    vault = CardToVault(card.number, card.exp_month, card.exp_year, card.cvc, card.holder_name)
-    try:
-        token = wiring.acquirer_client().tokenize(vault, idempotency_key=f"{merchant}:pm:{uuid4().hex}")
-    except AcquirerRejected as exc:
-        raise InvalidRequestError(
-            f"The acquirer rejected the card: {exc.code}", code=exc.code, param="card"
-        ) from exc
-    except AcquirerError as exc:
-        raise ApiError("The card could not be tokenized; retry later.", code="acquirer_unavailable") from exc
+    token = _tokenize(request.card, None, idempotency_key=f"{merchant}:pm:{uuid4().hex}")
     view = PaymentMethodView(
         id=token.token,
         card={
@@ -294,7 +286,7 @@ def _create_once(*, data: dict[str, Any], merchant: str, request: CreatePaymentR
 def _create(merchant: str, request: CreatePaymentRequest) -> dict[str, Any]:
     payment_id = new_payment_id()
     logger.append_keys(payment_id=payment_id, merchant_id=merchant)
-    card = _tokenize(request, payment_id)
+    card = _tokenize(request.card, request.payment_method, idempotency_key=f"{payment_id}:tokenize")
     if card.requires_3ds and not request.return_url:
         # Known only once the card is tokenized; nothing is recorded yet.
         raise InvalidRequestError(
@@ -386,16 +378,16 @@ def _annotations(payment: Payment) -> dict[str, str]:
     return step_annotations(state="CreatePayment", event=fields, outcome=outcome, workflow=payment.workflow)
 
 
-def _tokenize(request: CreatePaymentRequest, payment_id: str) -> TokenizedCard:
+def _tokenize(card: CardInput | None, payment_method: str | None, *, idempotency_key: str) -> TokenizedCard:
+    """The card into the acquirer's vault (or a vaulted token looked up): only the token comes back."""
     acquirer = wiring.acquirer_client()
     try:
-        if request.card is None:
-            return acquirer.retrieve_token(str(request.payment_method))
-        card = request.card
+        if card is None:
+            return acquirer.retrieve_token(str(payment_method))
         vault = CardToVault(card.number, card.exp_month, card.exp_year, card.cvc, card.holder_name)
-        return acquirer.tokenize(vault, idempotency_key=f"{payment_id}:tokenize")
+        return acquirer.tokenize(vault, idempotency_key=idempotency_key)
     except AcquirerRejected as exc:
-        param = "payment_method" if request.card is None else "card"
+        param = "payment_method" if card is None else "card"
         raise InvalidRequestError(
             f"The acquirer rejected the card: {exc.code}", code=exc.code, param=param
         ) from exc
