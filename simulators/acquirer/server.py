@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
+
+from simulators.wsgi_server import BackgroundWsgiServer
 
 from .core import DEFAULT_API_KEY, Acquirer
 
@@ -29,39 +29,9 @@ def wsgi_app(acquirer: Acquirer) -> Any:
     return app
 
 
-class AcquirerServer:
+class AcquirerServer(BackgroundWsgiServer):
     """Runs the simulator on a background thread; ``port=0`` picks a free port."""
 
     def __init__(self, acquirer: Acquirer, host: str = "127.0.0.1", port: int = 0) -> None:
         self.acquirer = acquirer
-        self._server: BaseWSGIServer = make_server(host, port, wsgi_app(acquirer), threaded=True)
-        # A short poll interval makes stop() quick (tests start one server each).
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="acquirer-sim",
-            daemon=True,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._server.host}:{self._server.port}"
-
-    def start(self) -> AcquirerServer:
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> AcquirerServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(wsgi_app(acquirer), host=host, port=port, name="acquirer-sim")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
+
+from simulators.wsgi_server import BackgroundWsgiServer
 
 from .core import Receiver
 
@@ -23,41 +23,12 @@ def wsgi_app(receiver: Receiver) -> Any:
     return app
 
 
-class ReceiverServer:
+class ReceiverServer(BackgroundWsgiServer):
     """Runs the receiver on a background thread; ``port=0`` picks a free port."""
 
     def __init__(self, receiver: Receiver, host: str = "127.0.0.1", port: int = 0) -> None:
         self.receiver = receiver
-        self._server: BaseWSGIServer = make_server(host, port, wsgi_app(receiver), threaded=True)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="merchant-webhooks-sim",
-            daemon=True,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._server.host}:{self._server.port}"
+        super().__init__(wsgi_app(receiver), host=host, port=port, name="merchant-webhooks-sim")
 
     def webhook_url(self, merchant: str) -> str:
         return f"{self.url}/webhooks/{merchant}"
-
-    def start(self) -> ReceiverServer:
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> ReceiverServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
