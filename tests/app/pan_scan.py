@@ -14,6 +14,8 @@ _CVC_FIELD = re.compile(r'"(?:cvc|cvv|cvc2|card_verification)"\s*:', re.IGNORECA
 _RANDOM_IDS = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"  # UUID
     r"|\b1-[0-9a-f]{8}-[0-9a-f]{24}\b"  # X-Ray trace id
+    # X-Ray segment ids (16 hex digits: all-decimal and Luhn-valid ~1 in 40,000) where they are named as such
+    r'|Parent=[0-9a-f]{16}\b|"(?:id|parent_id|segment_id|subsegment_id)":\s*"[0-9a-f]{16}"'
 )
 
 

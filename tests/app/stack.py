@@ -289,7 +289,8 @@ def assert_no_card_data(runtime: LocalRuntime) -> None:
                 hits = find_card_data(events["events"])
                 found.setdefault(f"history of {machine.logical_id}", []).extend(hits)
     found["X-Ray segments"] = find_card_data(xray_traces(runtime.model.region))
-    assert {where: hits for where, hits in found.items() if hits} == {}, "card data kept by the stack"
+    kept = {where: hits for where, hits in found.items() if hits}
+    assert not kept, f"card data kept by the stack: {kept}"
 
 
 # --- the stack as `make run` starts it ---------------------------------------------------------------------
