@@ -276,22 +276,6 @@ def live_authorizations(app: AppStack) -> list[dict[str, Any]]:
     return [a for a in app.acquirer.acquirer.ledger().body["authorizations"] if a["status"] in LIVE]
 
 
-def history(app: AppStack, execution_arn: str) -> list[dict[str, Any]]:
-    sfn = app.client("stepfunctions")
-    events: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-    while True:
-        page = sfn.get_execution_history(**kwargs)
-        events += page["events"]
-        if not page.get("nextToken"):
-            return events
-        kwargs["nextToken"] = page["nextToken"]
-
-
-def entered(events: list[dict[str, Any]]) -> list[str]:
-    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
-
-
 def invocations(events: list[dict[str, Any]], logical_id: str) -> int:
     """How many times the execution invoked the function (attempts, retries included)."""
     return sum(

@@ -112,6 +112,23 @@ def wait_for[T](probe: Callable[[], T | None], *, timeout_s: float = 30.0, what:
         time.sleep(0.05)
 
 
+def execution_history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
+    """Every history event of an execution (all pages)."""
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events += page["events"]
+        if not page.get("nextToken"):
+            return events
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def entered_states(events: list[dict[str, Any]]) -> list[str]:
+    """The names of the states an execution entered, in order."""
+    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -197,6 +214,9 @@ class AppStack:
 
     def table_name(self, logical_id: str) -> str:
         return next(t.table_name for t in self.runtime.model.tables.values() if t.logical_id == logical_id)
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        return execution_history(self.client("stepfunctions"), execution_arn)
 
     def ledger_for(self, payment_id: str) -> list[dict[str, Any]]:
         return authorizations_for(self.acquirer.url, payment_id)
@@ -285,8 +305,7 @@ def assert_no_card_data(runtime: LocalRuntime) -> None:
     for machine in runtime.model.state_machines.values():
         for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine.arn):
             for execution in page["executions"]:
-                events = sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)
-                hits = find_card_data(events["events"])
+                hits = find_card_data(execution_history(sfn, execution["executionArn"]))
                 found.setdefault(f"history of {machine.logical_id}", []).extend(hits)
     found["X-Ray segments"] = find_card_data(xray_traces(runtime.model.region))
     kept = {where: hits for where, hits in found.items() if hits}

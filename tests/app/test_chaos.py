@@ -25,9 +25,7 @@ import requests
 
 from .failure_support import (
     LIVE,
-    entered,
     flagged,
-    history,
     item,
     machine_arn,
     queue_url,
@@ -35,7 +33,7 @@ from .failure_support import (
     start_payment,
     tokenize,
 )
-from .stack import APPROVED, CAPTURE_FAILS, DECLINES, AppStack, running_app
+from .stack import APPROVED, CAPTURE_FAILS, DECLINES, AppStack, entered_states, running_app
 
 PAYMENTS = int(os.environ.get("CHAOS_PAYMENTS", "150"))
 CONCURRENCY = 6
@@ -119,7 +117,7 @@ def test_every_payment_settles_and_agrees_with_the_acquirer(app: AppStack) -> No
     rolled_back = {
         pid
         for pid, r in results
-        if r["status"] == "FAILED" and "QueueRollback" in entered(history(app, r["executionArn"]))
+        if r["status"] == "FAILED" and "QueueRollback" in entered_states(app.history(r["executionArn"]))
     }
 
     # Past the 7-day validity: the schedule fires reconciliation (manual captures expire), then one more run.

@@ -13,8 +13,6 @@ import pytest
 from .failure_support import (
     Faults,
     TopicTap,
-    entered,
-    history,
     invocations,
     item,
     queue_depth,
@@ -28,6 +26,7 @@ from .stack import (
     CAPTURE_FAILS,
     DECLINES,
     AppStack,
+    entered_states,
     running_app,
 )
 
@@ -50,7 +49,7 @@ class Env:
             payment_id, result = start_payment(self.app, number, **kwargs)
         finally:
             self.faults.clear()
-        return payment_id, result, history(self.app, result["executionArn"])
+        return payment_id, result, self.app.history(result["executionArn"])
 
     def acquirer(self, payment_id: str) -> list[dict[str, Any]]:
         return self.app.ledger_for(payment_id)
@@ -100,7 +99,7 @@ def test_declines_reject_without_retry_alert_or_queue(env: Env, number: str) -> 
     assert (record["status"], record["decline_code"]) == ("failed", DECLINES[number])
     assert "reconcile_reason" not in record and not record.get("needs_attention")
     assert invocations(events, "AuthorizeFunction") == 1  # no retry
-    assert entered(events)[-2:] == ["HandleAuthFailure", "PaymentFailed"]
+    assert entered_states(events)[-2:] == ["HandleAuthFailure", "PaymentFailed"]
     assert [a["status"] for a in env.acquirer(payment_id)] == ["declined"]
     assert env.alerts.drain() == [] and queue_depth(env.app, "RollbackDLQ") == 0
 
@@ -111,7 +110,7 @@ def test_declines_reject_without_retry_alert_or_queue(env: Env, number: str) -> 
 def test_authorize_timeout_retries_three_times_then_voids_what_went_through(env: Env) -> None:
     payment_id, result, events = env.pay(AUTHORIZE_SLOW_ALWAYS)  # the acquirer authorizes, answers late
     assert invocations(events, "AuthorizeFunction") == 4  # first try + 3 retries
-    assert entered(events)[-3:] == ["LookupAuthorization", "RecordRejection", "PaymentFailed"]
+    assert entered_states(events)[-3:] == ["LookupAuthorization", "RecordRejection", "PaymentFailed"]
     outcome = cause(result)
     assert (outcome["status"], outcome["failure_code"]) == ("failed", "processing_error")
     [auth] = env.acquirer(payment_id)  # idempotency key: one authorization however many tries
@@ -126,7 +125,7 @@ def test_authorize_that_never_reached_the_acquirer_fails_with_nothing_to_void(en
     env.faults.always(authorize="error")  # 503 every time: nothing authorized
     payment_id, result, events = env.pay(APPROVED)
     assert invocations(events, "AuthorizeFunction") == 4
-    assert "LookupAuthorization" in entered(events)
+    assert "LookupAuthorization" in entered_states(events)
     assert cause(result)["failure_message"].endswith("nothing was authorized.")
     assert env.acquirer(payment_id) == []
     assert item(env.app, payment_id)["status"] == "failed"
@@ -136,7 +135,7 @@ def test_authorize_timeout_whose_void_fails_takes_the_void_fallback(env: Env) ->
     env.faults.always(authorize="timeout", void="error")
     payment_id, result, events = env.pay(APPROVED)
     assert invocations(events, "LookupAuthorizationFunction") == 6  # first try + 5 retries
-    assert entered(events)[-6:] == [
+    assert entered_states(events)[-6:] == [
         "NoAuthorizationKnown",
         "MarkVoidPending",
         "QueueRollback",
@@ -163,7 +162,7 @@ def test_authorize_timeout_whose_void_fails_takes_the_void_fallback(env: Env) ->
 def test_capture_failure_voids_then_rejects(env: Env) -> None:
     payment_id, result, events = env.pay(CAPTURE_FAILS)
     assert invocations(events, "CaptureFunction") == 1  # a refusal is not retried
-    assert entered(events)[-3:] == ["HandleCaptureFailure", "RecordRejection", "PaymentFailed"]
+    assert entered_states(events)[-3:] == ["HandleCaptureFailure", "RecordRejection", "PaymentFailed"]
     assert cause(result)["failure_code"] == "capture_failed"
     [auth] = env.acquirer(payment_id)
     assert auth["status"] == "voided" and [e["type"] for e in auth["events"]] == [
@@ -194,7 +193,9 @@ def test_capture_timeout_status_check_finds_it_captured(env: Env) -> None:
     assert result["status"] == "SUCCEEDED", result
     assert invocations(events, "CaptureFunction") == 4
     assert invocations(events, "CaptureStatusFunction") == 1
-    assert "DecideCaptureOutcome" in entered(events) and "HandleCaptureFailure" not in entered(events)
+    assert "DecideCaptureOutcome" in entered_states(events) and "HandleCaptureFailure" not in entered_states(
+        events
+    )
     [auth] = env.acquirer(payment_id)
     assert (auth["status"], auth["amount_captured"]) == ("captured", 5000)
     record = item(env.app, payment_id)
@@ -204,7 +205,7 @@ def test_capture_timeout_status_check_finds_it_captured(env: Env) -> None:
 def test_capture_timeout_not_captured_is_voided_and_rejected(env: Env) -> None:
     payment_id, result, events = env.pay(CAPTURE_TIMEOUT_NOT_CAPTURED)
     assert invocations(events, "CaptureFunction") == 4
-    assert entered(events)[-5:] == [
+    assert entered_states(events)[-5:] == [
         "CheckCaptureStatus",
         "DecideCaptureOutcome",
         "HandleCaptureFailure",
@@ -221,7 +222,7 @@ def test_capture_timeout_still_unknown_after_three_checks_is_left_to_reconciliat
     env.faults.always(capture=["timeout", "error", "error", "error"], retrieve="timeout")
     payment_id, result, events = env.pay(APPROVED)
     assert invocations(events, "CaptureStatusFunction") == 3  # three checks
-    assert entered(events)[-2:] == ["FlagCaptureUnknown", "PaymentFailed"]
+    assert entered_states(events)[-2:] == ["FlagCaptureUnknown", "PaymentFailed"]
     outcome = cause(result)
     assert outcome["status"] == "processing"  # the router answers 502 payment_status_unknown
     record = item(env.app, payment_id)
@@ -273,7 +274,7 @@ def test_system_error_alerts_and_flags_needs_attention(env: Env) -> None:
     token = {**tokenize(env.app, APPROVED), "id": "tok_does_not_exist"}  # the acquirer answers 400
     payment_id, result, events = env.pay(APPROVED, token=token)
     assert invocations(events, "AuthorizeFunction") == 1  # AcquirerRejected is our bug: never retried
-    assert entered(events)[-3:] == ["HandleError", "AlertSystemError", "PaymentFailed"]
+    assert entered_states(events)[-3:] == ["HandleError", "AlertSystemError", "PaymentFailed"]
     assert cause(result)["status"] == "processing"
     record = item(env.app, payment_id)
     assert (record["status"], record["needs_attention"], record["reconcile_reason"]) == (
@@ -306,7 +307,7 @@ def test_a_second_execution_for_a_claimed_payment_changes_nothing_and_alerts_nob
             }
         ),
     )
-    assert entered(history(env.app, again["executionArn"]))[-2:] == ["RejectUnclaimed", "PaymentFailed"]
+    assert entered_states(env.app.history(again["executionArn"]))[-2:] == ["RejectUnclaimed", "PaymentFailed"]
     assert item(env.app, payment_id) == before
     assert env.alerts.drain() == []
 

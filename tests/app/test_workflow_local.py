@@ -25,6 +25,7 @@ from .stack import (
     DECLINES,
     AppStack,
     card,
+    entered_states,
     payment_body,
     running_app,
 )
@@ -84,22 +85,6 @@ def start_express(
     return payment.payment_id, result
 
 
-def history(app: AppStack, execution_arn: str) -> list[dict[str, Any]]:
-    sfn = app.client("stepfunctions")
-    events: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-    while True:
-        page = sfn.get_execution_history(**kwargs)
-        events += page["events"]
-        if not page.get("nextToken"):
-            return events
-        kwargs["nextToken"] = page["nextToken"]
-
-
-def entered_states(events: list[dict[str, Any]]) -> list[str]:
-    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
-
-
 def execution_of(app: AppStack, payment_id: str) -> dict[str, Any]:
     found = [
         e
@@ -139,7 +124,7 @@ def test_automatic_capture_succeeds_and_the_acquirer_captured_once(app: AppStack
         "5000",
         result["executionArn"],
     )
-    states = entered_states(history(app, result["executionArn"]))
+    states = entered_states(app.history(result["executionArn"]))
     channels = {"SendMerchantWebhook", "NotifyCustomer", "PublishPaymentEvent"}  # parallel: any order
     assert sorted(s for s in states if s in channels) == sorted(channels)
     assert [s for s in states if s not in channels] == [
@@ -163,7 +148,7 @@ def test_manual_capture_stops_at_requires_capture_without_capturing(app: AppStac
     [auth] = app.ledger_for(payment_id)
     assert (auth["status"], auth["amount_captured"]) == ("authorized", 0)
     assert "capture" not in [e["type"] for e in auth["events"]]
-    assert "CapturePayment" not in entered_states(history(app, result["executionArn"]))
+    assert "CapturePayment" not in entered_states(app.history(result["executionArn"]))
     assert stored_item(app, payment_id)["status"] == "requires_capture"
 
 
@@ -173,7 +158,7 @@ def test_authorize_timeouts_are_retried_three_times_on_the_virtual_clock(app: Ap
     wall = time.monotonic() - started
     assert result["status"] == "FAILED"
     assert json.loads(result["cause"])["failure_code"] == "processing_error"
-    events = history(app, result["executionArn"])
+    events = app.history(result["executionArn"])
     scheduled = [e for e in events if e["type"] in ("LambdaFunctionScheduled", "TaskScheduled")]
     authorize = [e for e in scheduled if "AuthorizeFunction" in json.dumps(e, default=str)]
     failed = [e for e in events if e["type"] in ("LambdaFunctionFailed", "TaskFailed")]
@@ -196,7 +181,7 @@ def test_one_authorize_timeout_is_retried_and_the_payment_succeeds_with_one_auth
 ) -> None:
     payment_id, result = start_express(app, AUTHORIZE_SLOW_ONCE)
     assert result["status"] == "SUCCEEDED", result
-    events = history(app, result["executionArn"])
+    events = app.history(result["executionArn"])
     assert [e["type"] for e in events].count("LambdaFunctionFailed") == 1
     # The retry reuses the acquirer idempotency key: one authorization, captured once.
     [auth] = app.ledger_for(payment_id)
@@ -243,7 +228,7 @@ def test_capture_failure_voids_the_authorization_and_fails_the_payment(app: AppS
     [auth] = app.ledger_for(error["payment_id"])
     assert (auth["status"], auth["amount_captured"]) == ("voided", 0)
     assert [e["type"] for e in auth["events"]] == ["authorization", "capture", "void"]
-    events = history(app, execution_of(app, error["payment_id"])["executionArn"])
+    events = app.history(execution_of(app, error["payment_id"])["executionArn"])
     assert "HandleCaptureFailure" in entered_states(events)
     assert app.api.get(error["payment_id"]).json()["status"] == "failed"
 
@@ -274,7 +259,7 @@ def test_no_card_number_or_cvc_in_histories_tables_or_logs(app: AppStack) -> Non
 
     sfn = app.client("stepfunctions")
     executions = sfn.list_executions(stateMachineArn=app.express_arn)["executions"]
-    histories = [history(app, e["executionArn"]) for e in executions]
+    histories = [app.history(e["executionArn"]) for e in executions]
     payments = _scan_table(app, "PaymentsTable")
     idempotency = _scan_table(app, "IdempotencyTable")
     log_lines = _all_log_events(app)
