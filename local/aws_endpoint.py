@@ -9,6 +9,8 @@ tasks, integrations, clock, ...) live in ``local.moto_adapter``.
 from __future__ import annotations
 
 import errno
+import io
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -17,6 +19,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from local.errors import LocalRuntimeError
 
+_LOG = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Middleware = Callable[[WSGIApp], WSGIApp]
 
@@ -43,6 +46,63 @@ def _strip_sync_host_prefix(app: WSGIApp) -> WSGIApp:
         return app(environ, start_response)
 
     return wrapped
+
+
+def keep_alive_handler() -> type:
+    """moto's request handler, answering with HTTP/1.1 keep-alive as AWS endpoints do.
+
+    werkzeug's dev server closes every connection (it cannot tell a request body left unread from the next
+    request). Here the body is read up front and the answer is buffered with a Content-Length, so the
+    connection can stay open: every Lambda handler, uploader and client then reuses its connection instead
+    of paying a TCP connect, a getaddrinfo and a new server thread per AWS call."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    class KeepAliveHandler(MotoRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = 300  # an idle connection's thread ends after this (clients reconnect transparently)
+
+        def run_wsgi(self) -> None:
+            if self.headers.get("Transfer-Encoding") or self.headers.get("Expect"):
+                # A chunked or 100-continue body: werkzeug's own path, which closes the connection.
+                return super().run_wsgi()
+            self.environ = environ = self.make_environ()
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            environ["wsgi.input"] = io.BytesIO(self.rfile.read(length) if length > 0 else b"")
+            answer: list[Any] = []
+
+            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                answer[:] = [status, headers]
+                return lambda data: None  # the legacy write() callable: unused by moto and our middlewares
+
+            try:
+                chunks = self.server.app(environ, start_response)
+                try:
+                    body = b"".join(chunks)
+                finally:
+                    if hasattr(chunks, "close"):
+                        chunks.close()
+            except Exception:
+                _LOG.exception("AWS endpoint: error on request %s %s", self.command, self.path)
+                answer[:] = ["500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain")]]
+                body = b"Internal Server Error"
+            status, headers = answer
+            code, _, reason = status.partition(" ")
+            self.send_response(int(code), reason)
+            for key, value in headers:
+                if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        # One access-log line per AWS call drowns the runtime's own output.
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            return None
+
+    return KeepAliveHandler
 
 
 class AwsEndpoint:
@@ -78,20 +138,13 @@ class AwsEndpoint:
         if self._server is not None:
             return self
         enable_step_functions_execution()
-        from moto.moto_server.werkzeug_app import MotoRequestHandler
-
-        class QuietHandler(MotoRequestHandler):
-            # One access-log line per AWS call drowns the runtime's own output.
-            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-                return None
-
         try:
             self._server = make_server(
                 self.host,
                 self._requested_port,
                 self.build_app(),
                 threaded=True,
-                request_handler=QuietHandler,
+                request_handler=keep_alive_handler(),
             )
         except SystemExit:  # werkzeug reports a taken port by printing two lines and calling sys.exit(1)
             raise PortInUseError(

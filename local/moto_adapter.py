@@ -32,6 +32,7 @@ import re
 import secrets
 import sys
 import threading
+import types
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ HOOKS: list[tuple[str, str]] = [
     ("jsonpath_parse_extract", f"{_P}.asl.utils.json_path.parse"),
     ("moto_module_list", "moto.backends.list_of_moto_modules"),
     ("response_method_names", "moto.core.responses.method_names_from_class"),
+    # the engine deep-copies every state's input, result and context (~20% of an EXPRESS run's CPU)
+    ("json_deepcopy", f"{_P}.asl.eval.states.copy"),
     # X-Ray queries moto answers empty/approximately + the service-map page (see _local_dispatch)
     ("xray_local_dispatch", "moto.moto_server.werkzeug_app.DomainDispatcherApplication.__call__"),
 ]
@@ -520,10 +523,10 @@ def _start_execution(
             return existing
     else:
         name = str(uuid.uuid4())
-    # Snapshot the machine without its executions (live threads) and sharing the backend, as moto does.
-    clone = copy.deepcopy(
-        state_machine, {id(state_machine.executions): [], id(state_machine.backend): state_machine.backend}
-    )
+    # Snapshot the machine without its executions (live threads). moto deep-copies it; a shallow copy is
+    # enough: updates replace the machine's attributes (definition, role, ...), never mutate them in place.
+    clone = copy.copy(state_machine)
+    clone.executions = []
     clone.sm_type = sm_type  # moto hard-codes STANDARD on every machine
     input_data = "{}" if execution_input is None else execution_input
     try:
@@ -598,8 +601,6 @@ def _response_start_execution(self: Any) -> Any:
 
 
 def _response_start_sync_execution(self: Any) -> Any:
-    from moto.core.responses import ActionResult
-
     execution = self.stepfunction_backend.start_sync_execution(
         self._get_param("stateMachineArn"),
         self._get_param("name"),
@@ -613,9 +614,22 @@ def _response_start_sync_execution(self: Any) -> Any:
         "billedMemoryUsedInMB": 64,
         "billedDurationInMilliseconds": max(100, math.ceil(elapsed_ms / 100.0) * 100),
     }
-    if output.get("traceHeader") is None:
-        output.pop("traceHeader", None)
-    return ActionResult(output)
+    # Serialized here rather than by moto's model-driven serializer (~0.8 ms per call, a tenth of a 5-task
+    # EXPRESS run): a flat structure of strings, two timestamps and two small maps. Same JSON (contract test).
+    body = json.dumps(
+        {key: value for key, value in output.items() if value is not None}, default=_epoch_seconds
+    )
+    return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+
+
+def _epoch_seconds(value: Any) -> int | float:
+    """A timestamp as moto's JSON serializer writes it (epoch seconds, truncated to milliseconds)."""
+    import calendar
+
+    if not isinstance(value, datetime.datetime):
+        raise TypeError(f"not JSON serializable: {type(value).__name__}")
+    seconds = calendar.timegm(value.utctimetuple())
+    return seconds + (value.microsecond // 1000) / 1000.0 if value.microsecond else seconds
 
 
 def _response_send_task_failure(self: Any) -> Any:
@@ -790,7 +804,7 @@ def _evaluate_with_timeout(self: Any, env: Any) -> None:
     timeout_seconds = env.stack.pop()
     frame = env.open_frame()
     frame.states.reset(input_value=env.states.get_input())
-    frame.stack = copy.deepcopy(env.stack)
+    frame.stack = json_deepcopy(env.stack)
     outputs: list[Any] = []
     errors: list[Exception | None] = [None]
     done = threading.Event()
@@ -947,6 +961,10 @@ def _apply_patches() -> None:
             setattr(owner, attr, _encode_jsonata_variable_declarations)
         elif hook == "error_codes":
             _fix_error_codes()
+        elif hook == "json_deepcopy":
+            for name, user in list(sys.modules.items()):
+                if name.startswith(_P) and getattr(user, "copy", None) is copy:
+                    user.copy = _JSON_COPY  # type: ignore[attr-defined]
         elif hook == "thread_list":
             for module_name in _THREAD_LIST_MODULES:
                 module: Any = importlib.import_module(module_name)
@@ -985,6 +1003,26 @@ def _method_names(clazz: object) -> list[str]:
     check the action exists. Classes are complete once install() has patched them, so list each once."""
     return list(_ORIGINALS["response_method_names"](clazz))
 
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def json_deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """copy.deepcopy for the engine's JSON values (dict/list/str/number/bool/null), ~5x faster; anything else
+    (program states, context objects) goes to copy.deepcopy. JSON trees share no sub-objects, so the memo's
+    identity bookkeeping is not needed for them."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {key: json_deepcopy(item) for key, item in value.items()}
+    if kind is list:
+        return [json_deepcopy(item) for item in value]
+    return copy.deepcopy(value, memo)
+
+
+# What the engine's modules see as ``copy`` once installed: they only call copy.deepcopy (contract test).
+_JSON_COPY = types.SimpleNamespace(deepcopy=json_deepcopy)
 
 _REPLACEMENTS["moto_module_list"] = _moto_modules
 _REPLACEMENTS["response_method_names"] = _method_names

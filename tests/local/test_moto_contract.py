@@ -249,7 +249,28 @@ def _xray_local_dispatch(f: Any) -> None:
     assert [json.loads(seg.raw) for seg in stored] == [doc]
 
 
+def _json_deepcopy(f: Any) -> None:
+    import copy
+    import pkgutil
+    import sys
+
+    import moto.stepfunctions.parser as parser
+
+    assert f is copy  # the engine modules import the copy module itself ...
+    users = []
+    for info in pkgutil.walk_packages(parser.__path__, "moto.stepfunctions.parser."):
+        text = inspect.getsource(sys.modules[info.name]) if info.name in sys.modules else ""
+        calls = set(re.findall(r"\bcopy\.(\w+)", text))
+        if "import copy" in text:
+            assert calls <= {"deepcopy"}, f"{info.name} uses copy.{calls}: add it to moto_adapter._JSON_COPY"
+            users.append(sys.modules[info.name])
+    assert len(users) >= 10  # ... states, environment, event_manager, execute_state, result_path, ...
+    for module in users:  # ... and each one now sees the JSON fast path
+        assert module.copy is moto_adapter._JSON_COPY, module.__name__
+
+
 CONTRACTS = {
+    "json_deepcopy": _json_deepcopy,
     "xray_local_dispatch": _xray_local_dispatch,
     "moto_module_list": _moto_module_list,
     "response_method_names": _response_method_names,
@@ -290,6 +311,56 @@ CONTRACTS = {
 @pytest.mark.parametrize("hook", [name for name, _ in moto_adapter.HOOKS])
 def test_hook_contract(hook: str) -> None:
     CONTRACTS[hook](original(hook))
+
+
+def test_json_deepcopy_copies_json_and_defers_the_rest() -> None:
+    value = {"a": [1, 2.5, {"b": None, "c": True}], "d": "x"}
+    clone = moto_adapter.json_deepcopy(value)
+    assert clone == value
+    clone["a"][2]["b"] = "changed"
+    assert value["a"][2]["b"] is None  # no shared sub-object
+
+    class Thing:
+        def __init__(self) -> None:
+            self.items = [1]
+
+    thing = Thing()
+    copied = moto_adapter.json_deepcopy({"k": thing})["k"]
+    assert isinstance(copied, Thing) and copied is not thing and copied.items is not thing.items
+
+
+def test_start_sync_execution_answer_parses_as_the_aws_model_says() -> None:
+    """We write StartSyncExecution's JSON ourselves (not moto's serializer): botocore must read it back."""
+    import datetime as dt
+    import json
+
+    import botocore.session
+    from botocore.parsers import create_parser
+
+    started = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
+    body = moto_adapter._epoch_seconds(started), moto_adapter._epoch_seconds(started.replace(microsecond=0))
+    assert body == (1767323045.678, 1767323045)
+    output = {
+        "executionArn": "arn:aws:states:us-east-1:123456789012:express:m:n:x",
+        "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:m",
+        "name": "n",
+        "startDate": started,
+        "stopDate": started + dt.timedelta(milliseconds=12),
+        "status": "SUCCEEDED",
+        "input": "{}",
+        "inputDetails": {"included": True},
+        "output": '{"ok":true}',
+        "outputDetails": {"included": True},
+        "billingDetails": {"billedMemoryUsedInMB": 64, "billedDurationInMilliseconds": 100},
+        "error": None,
+    }
+    text = json.dumps({k: v for k, v in output.items() if v is not None}, default=moto_adapter._epoch_seconds)
+    model = botocore.session.get_session().get_service_model("stepfunctions")
+    shape = model.operation_model("StartSyncExecution").output_shape
+    parsed = create_parser("json").parse({"body": text.encode(), "headers": {}, "status_code": 200}, shape)
+    assert parsed["startDate"] == started.replace(microsecond=678000)
+    assert parsed["status"] == "SUCCEEDED" and parsed["billingDetails"]["billedDurationInMilliseconds"] == 100
+    assert "error" not in parsed and parsed["outputDetails"] == {"included": True}
 
 
 def test_importers_of_boto_client_for_are_all_rebound() -> None:
