@@ -105,6 +105,92 @@ def keep_alive_handler() -> type:
     return KeepAliveHandler
 
 
+# The WSGI app behind each endpoint URL this process serves: its own clients can call it without HTTP.
+_IN_PROCESS: dict[str, WSGIApp] = {}
+
+
+class _Body:
+    """The ``raw`` of a botocore response: whole bytes, read as a stream or in chunks."""
+
+    def __init__(self, data: bytes) -> None:
+        self._stream = io.BytesIO(data)
+
+    def stream(self, **_: Any) -> Iterable[bytes]:
+        yield self._stream.read()
+
+    def read(self, amt: int | None = None) -> bytes:
+        return self._stream.read(amt)
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _dispatch_in_process(app: WSGIApp, request: Any) -> Any:
+    """One prepared botocore request answered by ``app`` on the calling thread: what the HTTP server would
+    do, minus the socket, the server thread and two GIL hand-offs."""
+    from urllib.parse import unquote, urlsplit
+
+    from botocore.awsrequest import AWSResponse
+    from botocore.compat import HTTPHeaders
+
+    url = urlsplit(request.url)
+    body = request.body or b""
+    if not isinstance(body, bytes):
+        body = body.encode() if isinstance(body, str) else body.read()
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": request.method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": unquote(url.path) or "/",
+        "RAW_URI": url.path + (f"?{url.query}" if url.query else ""),
+        "QUERY_STRING": url.query,
+        "SERVER_NAME": url.hostname or "127.0.0.1",
+        "SERVER_PORT": str(url.port or 80),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": url.scheme or "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    for key, value in request.headers.items():
+        value = value.decode() if isinstance(value, bytes) else str(value)
+        name = key.upper().replace("-", "_")
+        if name not in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):  # the body is whole and counted above
+            environ[name if name == "CONTENT_TYPE" else f"HTTP_{name}"] = value
+    environ.setdefault("HTTP_HOST", url.netloc)
+    answer: list[Any] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answer[:] = [status, headers]
+        return lambda data: None
+
+    chunks = app(environ, start_response)
+    try:
+        data = b"".join(chunks)
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()
+    status, headers = answer
+    response_headers = HTTPHeaders()
+    for key, value in headers:
+        response_headers[key] = value
+    return AWSResponse(request.url, int(status.split(" ", 1)[0]), response_headers, _Body(data))
+
+
+def serve_in_process(client: Any) -> Any:
+    """Let a boto3 client of this process reach an endpoint this process serves without HTTP (through
+    botocore's ``before-send`` event, its documented way to answer a request without sending it). A client
+    of any other endpoint is left as it is. Returns the client."""
+    app = _IN_PROCESS.get(str(client.meta.endpoint_url).rstrip("/"))
+    if app is not None:
+        client.meta.events.register("before-send", lambda request, **_: _dispatch_in_process(app, request))
+    return client
+
+
 class AwsEndpoint:
     def __init__(
         self, host: str = "127.0.0.1", port: int = 4566, middlewares: Sequence[Middleware] = ()
@@ -156,6 +242,7 @@ class AwsEndpoint:
                     f"port {self._requested_port} on {self.host} is already in use (AWS endpoint)"
                 ) from None
             raise
+        _IN_PROCESS[self.url] = self._server.app
         self._thread = threading.Thread(
             target=self._server.serve_forever, name=f"aws-endpoint-{self.port}", daemon=True
         )
@@ -166,6 +253,7 @@ class AwsEndpoint:
         server, thread = self._server, self._thread
         if server is None:
             return
+        _IN_PROCESS.pop(self.url, None)
         server.shutdown()
         server.server_close()
         if thread is not None:

@@ -20,6 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from local.aws_endpoint import serve_in_process
 from local.clock import Clock, utcnow
 from local.emf import EmfForwarder, looks_like_emf
 from local.uploader import BackgroundUploader
@@ -191,15 +192,17 @@ class CloudWatchLogsSink(BackgroundUploader):
 
     def _client_for(self, service: str) -> Any:
         # Fixed fake credentials: the endpoint is local and must never pick up a developer's real keys.
-        return boto3.session.Session().client(  # type: ignore[call-overload]  # service is a runtime string
-            service,
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=Config(
-                retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10
-            ),
+        return serve_in_process(
+            boto3.session.Session().client(  # type: ignore[call-overload]  # service is a runtime string
+                service,
+                endpoint_url=self.endpoint_url,
+                region_name=self.region,
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+                config=Config(
+                    retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10
+                ),
+            )
         )
 
     def _ensure_stream(self, stream: _Stream) -> None:

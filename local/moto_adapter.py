@@ -302,6 +302,8 @@ def _boto_client_for(region: str, service: str, state_credentials: Any = None) -
     from botocore.config import Config
     from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
 
+    from local.aws_endpoint import serve_in_process
+
     cfg = _cfg()
     key = (region, service)
     client = cfg.clients.get(key)
@@ -326,7 +328,7 @@ def _boto_client_for(region: str, service: str, state_credentials: Any = None) -
                     max_pool_connections=64,
                 ),
             )
-            cfg.clients[key] = client
+            cfg.clients[key] = serve_in_process(client)
     return client
 
 

@@ -19,6 +19,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from local.aws_endpoint import serve_in_process
 from local.errors import LocalRuntimeError
 from local.model import AlarmSpec, QueueSpec, ScheduleSpec, StackModel, StateMachineSpec, TableSpec, TopicSpec
 
@@ -45,14 +46,17 @@ class ProvisionResult:
 
 
 def client(service: str, endpoint_url: str, region: str) -> Any:
-    """A boto3 client for the local endpoint with fake credentials (the runners use it too)."""
-    return boto3.client(
-        service,  # type: ignore[call-overload]  # service is a runtime string, not a Literal
-        endpoint_url=endpoint_url,
-        region_name=region,
-        config=_CLIENT_CONFIG,
-        aws_access_key_id=FAKE_ACCESS_KEY,
-        aws_secret_access_key=FAKE_ACCESS_KEY,
+    """A boto3 client for the local endpoint with fake credentials (the runners use it too); in the process
+    that serves the endpoint it calls it without HTTP."""
+    return serve_in_process(
+        boto3.client(
+            service,  # type: ignore[call-overload]  # service is a runtime string, not a Literal
+            endpoint_url=endpoint_url,
+            region_name=region,
+            config=_CLIENT_CONFIG,
+            aws_access_key_id=FAKE_ACCESS_KEY,
+            aws_secret_access_key=FAKE_ACCESS_KEY,
+        )
     )
 
 

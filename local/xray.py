@@ -33,6 +33,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from local.aws_endpoint import serve_in_process
 from local.uploader import BackgroundUploader
 
 log = logging.getLogger(__name__)
@@ -385,13 +386,17 @@ def segment_problem(doc: Any) -> str | None:
 # -- store + forwarder -------------------------------------------------------------------------------------
 def _xray_client(endpoint_url: str, region: str) -> Any:
     # Fixed fake credentials: the endpoint is local and must never pick up a developer's real keys.
-    return boto3.session.Session().client(
-        "xray",
-        endpoint_url=endpoint_url,
-        region_name=region,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10),
+    return serve_in_process(
+        boto3.session.Session().client(
+            "xray",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(
+                retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10
+            ),
+        )
     )
 
 

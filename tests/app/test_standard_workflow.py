@@ -185,10 +185,19 @@ def waiting_for_challenge(
     api: PaymentsApi, clock: VirtualClock, number: str = THREE_DS_CHALLENGE
 ) -> tuple[str, str]:
     """A payment in requires_action with Wait3DSCallback's heartbeat deadline armed: (payment id, 3DS id)."""
+    armed_before = _heartbeat_timers(clock)
     payment_id = create(api, number)
     view = wait_status(api, payment_id, "requires_action")
-    wait_for(lambda: any(not auto for _, auto in clock.pending()), what="the wait task's timers")
+    # Not just any timer: an earlier test's execution or a schedule may have one pending. This payment's
+    # heartbeat timer is armed (HeartbeatSeconds from now) only after requires_action is written.
+    wait_for(lambda: _heartbeat_timers(clock) > armed_before, what="Wait3DSCallback's heartbeat timer")
     return payment_id, authentication_id(view)
+
+
+def _heartbeat_timers(clock: VirtualClock) -> int:
+    """Pending non-auto timers that end HeartbeatSeconds after now (time stands still in these tests)."""
+    due = clock.now() + HEARTBEAT_SECONDS
+    return sum(1 for deadline, auto in clock.pending() if not auto and abs(deadline - due) < 0.001)
 
 
 # --- the paths ----------------------------------------------------------------------------------------------

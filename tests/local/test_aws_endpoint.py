@@ -1,7 +1,10 @@
 import http.client
 import json
 import socket
+import threading
+from typing import Any
 
+import boto3
 import pytest
 
 from local.aws_endpoint import AwsEndpoint, PortInUseError
@@ -62,3 +65,51 @@ def test_a_client_asking_to_close_gets_its_connection_closed() -> None:
                 data += chunk
         head = data.split(b"\r\n\r\n", 1)[0].lower()
         assert b"connection: close" in head and b"content-length:" in head
+
+
+def test_clients_of_this_process_are_served_on_their_own_thread_without_http() -> None:
+    from local.aws_endpoint import serve_in_process
+    from local.provision import client
+
+    threads: list[int] = []
+
+    def record_thread(app: Any) -> Any:
+        def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+            threads.append(threading.get_ident())
+            return app(environ, start_response)
+
+        return wrapped
+
+    with AwsEndpoint(port=0, middlewares=[record_thread]) as endpoint:
+        sqs = client("sqs", endpoint.url, "us-east-1")  # the runtime's own factory
+        url = sqs.create_queue(QueueName="in-process")["QueueUrl"]
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody="hello",
+            MessageAttributes={"kind": {"DataType": "String", "StringValue": "greeting"}},
+        )
+        got = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"])["Messages"][0]
+        assert (got["Body"], got["MessageAttributes"]["kind"]["StringValue"]) == ("hello", "greeting")
+        assert threads and set(threads) == {threading.get_ident()}  # never the server's threads
+        missing = sqs.get_queue_url  # errors come back as botocore errors, as over HTTP
+        with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+            missing(QueueName="nope")
+
+        other = boto3.client(
+            "sqs",
+            endpoint_url=endpoint.url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        threads.clear()
+        other.list_queues()  # a client nobody attached goes over HTTP, to a server thread
+        assert threads and threading.get_ident() not in threads
+        assert serve_in_process(other) is other
+        threads.clear()
+        other.list_queues()
+        assert threads == [threading.get_ident()]
+        served = endpoint.url
+    from local import aws_endpoint
+
+    assert served not in aws_endpoint._IN_PROCESS  # a stopped endpoint is no longer served in process
