@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from payeasy import observability, threeds, wiring
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=observability.TRACED_MODULES)
 metrics = Metrics()
 
 

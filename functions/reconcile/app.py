@@ -10,10 +10,11 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from payeasy import reconciliation, wiring
+from payeasy.observability import TRACED_MODULES
 from payeasy.reconcile_adapters import queue_from_env, store_from_env
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 
 

@@ -48,7 +48,7 @@ from payeasy.models import (
     PaymentView,
     RefundRequest,
 )
-from payeasy.observability import annotate, step_annotations
+from payeasy.observability import TRACED_MODULES, annotate, step_annotations
 from payeasy.payment import Payment, execution_name, new_payment_id, utc_now_iso
 from payeasy.ports import CardToVault, TokenizedCard
 from payeasy.routing import Workflow, choose_workflow
@@ -56,7 +56,7 @@ from payeasy.status import PaymentStatus
 from pydantic import BaseModel
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
 # Not app.enable_swagger(): the OpenAPI models it imports would cost every cold start (see api_docs).

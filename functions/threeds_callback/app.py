@@ -16,7 +16,7 @@ from payeasy.errors import InvalidRequestError, PaymentError
 from pydantic import ValidationError
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=observability.TRACED_MODULES)
 metrics = Metrics()
 app = APIGatewayRestResolver()
 

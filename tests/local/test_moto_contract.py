@@ -314,7 +314,7 @@ def test_hook_contract(hook: str) -> None:
 
 
 def test_json_deepcopy_copies_json_and_defers_the_rest() -> None:
-    value = {"a": [1, 2.5, {"b": None, "c": True}], "d": "x"}
+    value: dict[str, Any] = {"a": [1, 2.5, {"b": None, "c": True}], "d": "x"}
     clone = moto_adapter.json_deepcopy(value)
     assert clone == value
     clone["a"][2]["b"] = "changed"
@@ -357,6 +357,7 @@ def test_start_sync_execution_answer_parses_as_the_aws_model_says() -> None:
     text = json.dumps({k: v for k, v in output.items() if v is not None}, default=moto_adapter._epoch_seconds)
     model = botocore.session.get_session().get_service_model("stepfunctions")
     shape = model.operation_model("StartSyncExecution").output_shape
+    assert shape is not None
     parsed = create_parser("json").parse({"body": text.encode(), "headers": {}, "status_code": 200}, shape)
     assert parsed["startDate"] == started.replace(microsecond=678000)
     assert parsed["status"] == "SUCCEEDED" and parsed["billingDetails"]["billedDurationInMilliseconds"] == 100
