@@ -214,7 +214,8 @@ class SqsPoller:
                     return
                 backoff = min(backoff * 2, 1.0)
             except LambdaServiceError as error:
-                log.warning("%s: invoking %s failed: %s", self.mapping.logical_id, function, error.message)
+                if not self.stop.is_set():  # at shutdown the pool refuses or kills: expected, not news
+                    log.warning("%s: invoking %s failed: %s", self.mapping.logical_id, function, error)
                 return
         if result.function_error:
             log.info("%s: function error; the batch returns after the visibility timeout", function)
@@ -374,7 +375,8 @@ class SnsBridge:
             log.warning("SNS message for %s dropped: %s", self.function, error.message)
             return True
         except LambdaServiceError as error:
-            log.warning("SNS delivery to %s failed: %s", self.function, error.message)
+            if not self.stop.is_set():  # at shutdown the pool refuses new invocations
+                log.warning("SNS delivery to %s failed: %s", self.function, error.message)
             return False
 
     def event(self, envelope: dict[str, Any]) -> dict[str, Any]:

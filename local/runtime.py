@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,12 @@ WSGIApp = Any  # werkzeug/WSGI callables
 
 # moto's backends and the engine hooks are process-wide: one running stack per process.
 _running = threading.Lock()
+SLOW_STOP_STEP = 1.0  # seconds: a stop step slower than this is logged as a warning
+
+
+def _step_name(stop: Callable[[], None]) -> str:
+    owner = getattr(stop, "__self__", None)
+    return f"{type(owner).__name__}.{stop.__name__}" if owner is not None else getattr(stop, "__name__", "?")
 
 
 @dataclass
@@ -189,6 +196,7 @@ class LocalRuntime:
         scheduler = Scheduler(model, clock=self.clock, endpoint_url=self.endpoint.url, invoker=self.pool)
         scheduler.start()
         self._stops.append(scheduler.stop)
+        self._stops.append(_interrupt_work(runner, scheduler, self.pool))
 
         self.api = ApiGatewayServer(
             model.apis,
@@ -206,16 +214,37 @@ class LocalRuntime:
     def stop(self) -> None:
         while self._stops:
             stop = self._stops.pop()
+            started = time.monotonic()
             try:
                 stop()
             except Exception:  # keep stopping the rest; report what failed
                 log.exception("error while stopping %s", stop)
+            took = time.monotonic() - started
+            log.log(
+                logging.WARNING if took > SLOW_STOP_STEP else logging.DEBUG,
+                "stop %s: %.2f s",
+                _step_name(stop),
+                took,
+            )
 
     def __enter__(self) -> LocalRuntime:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _interrupt_work(runner: EventSourceRunner, scheduler: Scheduler, pool: LambdaPool) -> Callable[[], None]:
+    """The stop step that runs before the pollers and schedules are joined: it tells them to stop and kills
+    the execution environments, so an in-flight invocation (an SQS batch, a stream batch, a scheduled run)
+    ends now, as Lambda ends it on shutdown, instead of holding up the join for as long as it runs."""
+
+    def interrupt_work() -> None:
+        runner.stopping.set()
+        scheduler.signal_stop()
+        pool.close()
+
+    return interrupt_work
 
 
 def _function_calls_wait_on_runtime(app: WSGIApp, clock: Clock) -> WSGIApp:

@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -311,10 +312,18 @@ class Scheduler:
             thread.start()
         return self
 
+    def signal_stop(self) -> None:
+        """Ask every schedule thread to stop, without waiting (``stop()`` waits)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        deadline = time.monotonic() + timeout  # one bound for all threads, not one each
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        left = [t.name for t in self._threads if t.is_alive()]
+        if left:
+            log.warning("schedule threads still running after stop: %s", left)
         self._threads = []
 
     def next_fire_time(self, name: str) -> float | None:

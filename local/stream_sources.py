@@ -103,7 +103,8 @@ class StreamPoller:
                 backoff = min(backoff * 2, 1.0)
                 continue
             except LambdaServiceError as error:
-                log.warning("%s: invoking failed: %s", self.mapping.logical_id, error.message)
+                if not self.stop.is_set():  # at shutdown the pool refuses new invocations
+                    log.warning("%s: invoking failed: %s", self.mapping.logical_id, error.message)
                 failed_at: int | None = 0
             else:
                 failed_at = self.first_failure(result.payload, records) if not result.function_error else 0

@@ -4,12 +4,18 @@ time), flush on close."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Self
+
+log = logging.getLogger(__name__)
+MIN_LAST_FLUSH = 1.0  # seconds the last flush gets even when the background thread used up the bound
 
 
 class BackgroundUploader:
     thread_name = "uploader"
+    close_timeout = 3.0  # seconds close() waits for the uploads in progress and the last one
 
     def __init__(self, endpoint_url: str | None, flush_interval: float) -> None:
         self.endpoint_url = endpoint_url
@@ -38,15 +44,35 @@ class BackgroundUploader:
 
     def close(self) -> None:
         """Stop the background uploader after a last flush. Later items are kept but only uploaded by an
-        explicit ``flush()``."""
+        explicit ``flush()``. Waits ``close_timeout`` seconds at most: a shutdown must not hang on an
+        endpoint that has stopped answering (boto3 retries and timeouts would take tens of seconds)."""
         with self._lock:
             self._closed = True
             thread, self._thread = self._thread, None
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + self.close_timeout
         if thread is not None:
-            thread.join(timeout=15)
-        self.flush()
+            thread.join(timeout=self.close_timeout)
+        errors: list[Exception] = []
+
+        def last_flush() -> None:
+            try:
+                self.flush()
+            except Exception as exc:  # raised in the caller, as a direct flush() would
+                errors.append(exc)
+
+        flusher = threading.Thread(target=last_flush, name=f"{self.thread_name}-last", daemon=True)
+        flusher.start()
+        flusher.join(max(MIN_LAST_FLUSH, deadline - time.monotonic()))
+        if flusher.is_alive():
+            log.warning(
+                "%s: the last upload to %s did not finish in time; stopped without it",
+                self.thread_name,
+                self.endpoint_url,
+            )
+        elif errors:
+            raise errors[0]
 
     stop = close
 

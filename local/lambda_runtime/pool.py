@@ -399,21 +399,33 @@ class LambdaPool:
         with self._lock:
             return {env.pid for env in self._live[spec.function_name]}
 
-    def close(self) -> None:
+    def close(self, timeout: float = 3.0) -> None:
+        """Shut down as Lambda does: no new invocations, every environment killed at once, busy ones too
+        (their callers get Runtime.ExitError). Waits up to ``timeout`` in all for the invoking threads to
+        let go, killing what a cold start that was already past _acquire spawns meanwhile."""
         self._closed.set()
-        with self._lock:
-            idle = [env for envs in self._idle.values() for env in envs]
-            busy = [env for envs in self._live.values() for env in envs if env not in idle]
-            for name in self._functions:
-                self._idle[name].clear()
-                self._live[name].clear()
-            pending = list(self._async)
-        for env in busy:  # their invoking threads see the exit and dispose of them
-            env.kill()
-        for env in idle:
-            env.dispose()
-        for thread in pending:
-            thread.join(5)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                idle = [env for envs in self._idle.values() for env in envs]
+                live = [env for envs in self._live.values() for env in envs]
+                for name in self._functions:
+                    self._idle[name].clear()
+                    self._live[name].clear()
+                in_flight = sum(self._busy.values())
+                pending = [thread for thread in self._async if thread.is_alive()]
+            for env in live:  # SIGKILL to every group first: no environment waits for another's death
+                if env.proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(env.proc.pid, signal.SIGKILL)
+                env.init_logged.set()  # a killed worker logs no more init output: a cold start goes on
+            for env in idle:  # nobody owns an idle environment: close it here
+                env.dispose()
+            if (in_flight == 0 and not pending) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)  # busy ones are disposed by their invoking threads, which see the exit
+        if in_flight or pending:
+            log.warning("Lambda pool closed with %d invocation(s) still unwinding", in_flight + len(pending))
 
     def __enter__(self) -> LambdaPool:
         return self
