@@ -181,6 +181,11 @@ def _dispatch_in_process(app: WSGIApp, request: Any) -> Any:
     return AWSResponse(request.url, int(status.split(" ", 1)[0]), response_headers, _Body(data))
 
 
+def is_served_in_process(endpoint_url: str) -> bool:
+    """Whether this process serves ``endpoint_url`` (its moto backends are then this process's own)."""
+    return endpoint_url.rstrip("/") in _IN_PROCESS
+
+
 def serve_in_process(client: Any) -> Any:
     """Let a boto3 client of this process reach an endpoint this process serves without HTTP (through
     botocore's ``before-send`` event, its documented way to answer a request without sending it). A client

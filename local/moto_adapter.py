@@ -1123,6 +1123,18 @@ def _answer_xray(environ: dict[str, Any], start_response: Any, action: str, regi
 _REPLACEMENTS["xray_local_dispatch"] = _local_dispatch
 
 
+def stream_records(account_id: str, region: str, shard_iterator: str, limit: int) -> dict[str, Any]:
+    """DynamoDB Streams GetRecords answered from moto's stream backend, for a poller in the endpoint's own
+    process: the same records, without moto's model-driven serializer and botocore's parser (a payment's
+    stream records carry whole old and new items: that round trip was ~15 % of the runtime's CPU per
+    payment). An unknown or expired iterator raises KeyError."""
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    answer = dynamodbstreams_backends[account_id][region].get_records(shard_iterator, limit)
+    # The records are moto's own objects: hand out copies.
+    return {"NextShardIterator": answer["NextShardIterator"], "Records": json_deepcopy(answer["Records"])}
+
+
 def engine_thread_count() -> int:
     """Live threads the engine still tracks (for tests and diagnostics)."""
     return sum(1 for t in _thread_list if t.is_alive())

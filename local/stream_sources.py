@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from local import moto_adapter
+from local.aws_endpoint import is_served_in_process
 from local.errors import LocalRuntimeError
 from local.model import EventSourceMappingSpec
 from local.ports import LambdaServiceError, TooManyRequestsException
@@ -67,9 +69,7 @@ class StreamPoller:
         while not self.stop.is_set():
             try:
                 if len(pending) < self.mapping.batch_size:
-                    answer = self.streams.get_records(
-                        ShardIterator=self.iterator, Limit=self.mapping.batch_size - len(pending)
-                    )
+                    answer = self.get_records(self.mapping.batch_size - len(pending))
                     self.iterator = answer["NextShardIterator"]
                     pending.extend(self.record(r) for r in answer.get("Records", []))
                 if not pending:
@@ -86,6 +86,12 @@ class StreamPoller:
             except Exception:  # a bug here must not end the poller: records would stop flowing
                 log.exception("%s: stream poller error", self.mapping.logical_id)
                 self.stop.wait(1.0)
+
+    def get_records(self, limit: int) -> dict[str, Any]:
+        if is_served_in_process(self.runner.endpoint_url):  # the usual case: `local start`, tests
+            model = self.runner.model
+            return moto_adapter.stream_records(model.account_id, model.region, self.iterator, limit)
+        return dict(self.streams.get_records(ShardIterator=self.iterator, Limit=limit))
 
     def deliver(self, batch: list[dict[str, Any]]) -> int:
         """Invokes until the batch is handled; returns how many records of it are done with."""

@@ -558,3 +558,16 @@ def test_missing_code_dir_is_a_service_error(make_pool: PoolFactory, tmp_path: P
     with pytest.raises(LambdaServiceError, match="Could not start an environment for fn"):
         pool.invoke("fn", b"{}")
     assert pool.stats("fn")["busy"] == 0
+
+
+def test_compiled_code_is_cached_outside_the_code_folder(make_pool: PoolFactory, tmp_path: Path) -> None:
+    from local.lambda_runtime.pool import PYCACHE_PREFIX
+
+    code = tmp_path / "fn"
+    code.mkdir()
+    (code / "app.py").write_text("def handler(event, context):\n    return {'ok': True}\n")
+    pool = make_pool(make_spec("cached", code_dir=code))
+    assert call(pool, "cached") == {"ok": True}
+    assert not list(code.rglob("__pycache__"))  # nothing written into the CodeUri, as in Lambda
+    cached = PYCACHE_PREFIX / code.resolve().relative_to("/")  # PYTHONPYCACHEPREFIX mirrors the path
+    assert [p.name for p in cached.glob("app.*.pyc")], f"no bytecode under {cached}"

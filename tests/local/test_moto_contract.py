@@ -415,6 +415,49 @@ def test_pin_secret_arn_makes_the_template_arn_resolve() -> None:
             moto_adapter.pin_secret_arn("123456789012", "us-east-1", "no-such-secret", wanted)
 
 
+def test_stream_records_are_what_get_records_answers() -> None:
+    """moto_adapter.stream_records reads moto's stream backend directly: same records as the API's."""
+    import boto3
+
+    from local.aws_endpoint import AwsEndpoint
+
+    with AwsEndpoint(port=0) as endpoint:
+        kw: dict[str, Any] = dict(
+            endpoint_url=endpoint.url,
+            region_name="us-east-1",
+            aws_access_key_id="l",
+            aws_secret_access_key="l",
+        )
+        ddb, streams = boto3.client("dynamodb", **kw), boto3.client("dynamodbstreams", **kw)
+        arn = ddb.create_table(
+            TableName="contract-stream",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )["TableDescription"]["LatestStreamArn"]
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+        ddb.put_item(TableName="contract-stream", Item={"pk": {"S": "a"}, "n": {"N": "1"}, "m": {"M": {}}})
+        ddb.put_item(TableName="contract-stream", Item={"pk": {"S": "a"}, "n": {"N": "2"}})
+        direct = moto_adapter.stream_records("123456789012", "us-east-1", iterator["ShardIterator"], 10)
+        api = streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=10)
+        assert [r["eventName"] for r in direct["Records"]] == ["INSERT", "MODIFY"]
+        for mine, theirs in zip(direct["Records"], api["Records"], strict=True):
+            assert mine["eventID"] == theirs["eventID"]
+            created = mine["dynamodb"].pop("ApproximateCreationDateTime")
+            assert created.timestamp() == pytest.approx(
+                theirs["dynamodb"].pop("ApproximateCreationDateTime").timestamp(), abs=0.001
+            )
+            assert mine["dynamodb"] == theirs["dynamodb"]  # keys, images, sequence number, size, view type
+        # a copy: changing it does not change what the next reader gets
+        direct["Records"][0]["dynamodb"]["NewImage"]["n"]["N"] = "99"
+        again = moto_adapter.stream_records("123456789012", "us-east-1", iterator["ShardIterator"], 1)
+        assert again["Records"][0]["dynamodb"]["NewImage"]["n"] == {"N": "1"}
+        next_page = moto_adapter.stream_records("123456789012", "us-east-1", direct["NextShardIterator"], 10)
+        assert next_page["Records"] == []
+
+
 def test_xray_queries_and_map_answered_on_the_endpoint() -> None:
     """Unmodified boto3 against the endpoint: PutTraceSegments, then the three queries moto leaves empty."""
     import json
