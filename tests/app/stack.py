@@ -412,6 +412,9 @@ class StackProcess:
             try:
                 proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
+                # `local start` dumps every thread's stack on SIGUSR1: the stderr tail then says where it hung.
+                proc.send_signal(signal.SIGUSR1)
+                time.sleep(1.0)
                 proc.kill()
                 proc.wait()
             # The CLI stops its sidecars and Lambda workers; whatever a hung or killed stop left is killed.
