@@ -188,7 +188,9 @@ def one_trace(
         for trace_id in {s["Id"] for s in summaries}:
             documents = trace_documents(app, trace_id)
             ran = [d for d in documents if d.get("origin") == "AWS::StepFunctions::StateMachine"]
-            if set(states) <= set(annotations_by_state(documents)) and len(ran) >= machines:
+            # The API stage's segment is written once its answer has gone out: it may come a batch later.
+            api = any(d.get("origin") == "AWS::ApiGateway::Stage" for d in documents)
+            if set(states) <= set(annotations_by_state(documents)) and len(ran) >= machines and api:
                 return documents  # (the runtime's own segments may be uploaded a moment later)
         return None
 
