@@ -20,7 +20,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from local.aws_endpoint import serve_in_process
+from local import moto_adapter
+from local.aws_endpoint import is_served_in_process, serve_in_process
 from local.clock import Clock, utcnow
 from local.emf import EmfForwarder, looks_like_emf
 from local.uploader import BackgroundUploader
@@ -208,8 +209,8 @@ class CloudWatchLogsSink(BackgroundUploader):
         )
 
     def _ensure_stream(self, stream: _Stream) -> None:
-        if stream.created:
-            return
+        if stream.created or (self.endpoint_url is not None and is_served_in_process(self.endpoint_url)):
+            return  # (in process, _put creates what is missing)
         logs = self._logs()
         if stream.group not in self._groups:
             _ignore_exists(lambda: logs.create_log_group(logGroupName=stream.group))
@@ -219,6 +220,9 @@ class CloudWatchLogsSink(BackgroundUploader):
 
     def _put(self, stream: _Stream, batch: list[tuple[int, str]]) -> None:
         events = [{"timestamp": ts, "message": msg} for ts, msg in batch]
+        if self.endpoint_url is not None and is_served_in_process(self.endpoint_url):
+            self._count(moto_adapter.put_log_events(self.region, stream.group, stream.name, events), events)
+            return
         try:
             answer = self._logs().put_log_events(
                 logGroupName=stream.group, logStreamName=stream.name, logEvents=events
@@ -233,6 +237,9 @@ class CloudWatchLogsSink(BackgroundUploader):
             answer = self._logs().put_log_events(
                 logGroupName=stream.group, logStreamName=stream.name, logEvents=events
             )
+        self._count(answer, events)
+
+    def _count(self, answer: dict[str, Any], events: list[dict[str, Any]]) -> None:
         rejected = _rejected_count(answer.get("rejectedLogEventsInfo") or {}, len(events))
         self.rejected += rejected
         self.sent += len(events) - rejected

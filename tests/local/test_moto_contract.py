@@ -458,6 +458,30 @@ def test_stream_records_are_what_get_records_answers() -> None:
         assert next_page["Records"] == []
 
 
+def test_put_log_events_lands_where_the_logs_api_reads() -> None:
+    import time
+
+    import boto3
+
+    from local.aws_endpoint import AwsEndpoint
+
+    with AwsEndpoint(port=0) as endpoint:
+        now = int(time.time() * 1000)
+        events = [{"timestamp": now - 1, "message": "one"}, {"timestamp": now, "message": "two"}]
+        answer = moto_adapter.put_log_events("us-east-1", "/contract/group", "s1", events)
+        assert "rejectedLogEventsInfo" not in answer
+        logs = boto3.client(
+            "logs", endpoint_url=endpoint.url, region_name="us-east-1", aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )  # fmt: skip
+        got = logs.get_log_events(logGroupName="/contract/group", logStreamName="s1", startFromHead=True)
+        assert [e["message"] for e in got["events"]] == ["one", "two"]
+        old = [{"timestamp": now - 15 * 86_400_000, "message": "too old"}]
+        assert moto_adapter.put_log_events("us-east-1", "/contract/group", "s1", old)[
+            "rejectedLogEventsInfo"
+        ] == {"tooOldLogEventEndIndex": 0}
+
+
 def test_xray_queries_and_map_answered_on_the_endpoint() -> None:
     """Unmodified boto3 against the endpoint: PutTraceSegments, then the three queries moto leaves empty."""
     import json
