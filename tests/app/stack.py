@@ -412,7 +412,7 @@ class StackProcess:
             try:
                 proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
-                # `local start` dumps every thread's stack on SIGUSR1: the stderr tail then says where it hung.
+                # `local start` dumps every thread's stack on SIGUSR1: the stderr tail says where it hung.
                 proc.send_signal(signal.SIGUSR1)
                 time.sleep(1.0)
                 proc.kill()
