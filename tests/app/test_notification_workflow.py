@@ -2,8 +2,10 @@
 send_webhook and notifier handlers in worker processes, SNS, EventBridge and SQS on the local endpoint, and
 the merchant webhook receiver simulator over HTTP. Payments go through the payment API.
 
-The notification queue's VisibilityTimeout (template parameter NotificationRetrySeconds) is 1 s here: SQS
-visibility runs on wall time, so a resend comes about a second after a failed try.
+The notification queue's VisibilityTimeout (template parameter NotificationRetrySeconds) is 2 s here: SQS
+visibility runs on wall time, so a resend comes about two seconds after a failed try, and a message that keeps
+failing reaches the DLQ after ~10 s (1 s was too short a window for a test that mends the fault meanwhile on a
+loaded machine: the message was in the DLQ before the fix).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from simulators.merchant_webhooks.server import ReceiverServer
 from .pan_scan import find_card_data
 from .stack import APPROVED, ROOT, AppStack, payment_body, running_app, wait_for
 
-RETRY_SECONDS = 1
+RETRY_SECONDS = 2
 WORKFLOW_ATTEMPTS = 3  # SendMerchantWebhook: the first try and its two Retry attempts
 MAX_RECEIVES = 5  # the NotificationQueue's maxReceiveCount
 
