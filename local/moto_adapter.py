@@ -1151,6 +1151,23 @@ def put_log_events(region: str, group: str, stream: str, events: list[dict[str, 
     return {"nextSequenceToken": token, **({"rejectedLogEventsInfo": rejected} if rejected else {})}
 
 
+def put_trace_segments(region: str, documents: list[str]) -> dict[str, Any]:
+    """PutTraceSegments straight into moto's X-Ray backend (default account), for the runtime's segment
+    forwarder in the endpoint's own process; answers what the API answers (``UnprocessedTraceSegments``)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.xray.exceptions import BadSegmentException
+    from moto.xray.models import xray_backends
+
+    backend = xray_backends[DEFAULT_ACCOUNT_ID][region]
+    unprocessed = []
+    for document in documents:
+        try:
+            backend.process_segment(document)
+        except BadSegmentException as bad:
+            unprocessed.append(bad.to_dict())
+    return {"UnprocessedTraceSegments": unprocessed}
+
+
 def engine_thread_count() -> int:
     """Live threads the engine still tracks (for tests and diagnostics)."""
     return sum(1 for t in _thread_list if t.is_alive())

@@ -33,7 +33,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from local.aws_endpoint import serve_in_process
+from local import moto_adapter
+from local.aws_endpoint import is_served_in_process, serve_in_process
 from local.uploader import BackgroundUploader
 
 log = logging.getLogger(__name__)
@@ -497,9 +498,12 @@ class SegmentStore(BackgroundUploader):
 
     def _send(self, batch: list[str]) -> None:
         try:
-            if self._client is None:
-                self._client = _xray_client(self.endpoint_url or "", self.region)
-            answer = self._client.put_trace_segments(TraceSegmentDocuments=batch)
+            if self.endpoint_url and is_served_in_process(self.endpoint_url):  # no botocore round trip
+                answer = moto_adapter.put_trace_segments(self.region, batch)
+            else:
+                if self._client is None:
+                    self._client = _xray_client(self.endpoint_url or "", self.region)
+                answer = self._client.put_trace_segments(TraceSegmentDocuments=batch)
         except Exception as exc:
             self.failed += len(batch)
             self._warn_once(

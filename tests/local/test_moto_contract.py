@@ -482,6 +482,27 @@ def test_put_log_events_lands_where_the_logs_api_reads() -> None:
         ] == {"tooOldLogEventEndIndex": 0}
 
 
+def test_put_trace_segments_stores_what_the_api_stores() -> None:
+    import json
+
+    from local.aws_endpoint import AwsEndpoint
+
+    with AwsEndpoint(port=0):
+        trace_id = "1-5f000000-0123456789abcdef0123abcd"
+        good = {
+            "id": "0123456789abcdef",
+            "name": "svc",
+            "trace_id": trace_id,
+            "start_time": 1.0,
+            "end_time": 2.0,
+        }
+        answer = moto_adapter.put_trace_segments(
+            "us-east-1", [json.dumps(good), json.dumps({"name": "no id"})]
+        )
+        assert len(answer["UnprocessedTraceSegments"]) == 1  # the bad one, named as the API names it
+        assert moto_adapter.xray_traces("us-east-1")[trace_id] == [good]
+
+
 def test_xray_queries_and_map_answered_on_the_endpoint() -> None:
     """Unmodified boto3 against the endpoint: PutTraceSegments, then the three queries moto leaves empty."""
     import json
