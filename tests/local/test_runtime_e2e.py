@@ -45,7 +45,14 @@ def runtime() -> Iterator[LocalRuntime]:
 
 
 def _client(rt: LocalRuntime, service: str) -> Any:
-    return boto3.client(service, endpoint_url=rt.endpoint_url, region_name=rt.model.region)  # type: ignore[call-overload]
+    # Own fake credentials: a test using this helper must not depend on another test having set them.
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        endpoint_url=rt.endpoint_url,
+        region_name=rt.model.region,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
 
 
 def _arn(rt: LocalRuntime, logical_id: str) -> str:
