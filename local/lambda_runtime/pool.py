@@ -592,7 +592,10 @@ class LambdaPool:
             elif ready.get("error"):
                 error = dict(ready["error"], requestId=capture.request_id)
                 outcome = _Outcome(json.dumps(error).encode(), error=error, reusable=False)
-            env.init_logged.wait(LOG_DRAIN_TIMEOUT)  # import-time output belongs before START, as in Lambda
+            # Import-time output belongs before START, as in Lambda. A worker that exited has no marker to
+            # print: its log was drained above.
+            if ready is not None:
+                env.init_logged.wait(LOG_DRAIN_TIMEOUT)
         return env, outcome, (started, time.monotonic())
 
     def _exchange(

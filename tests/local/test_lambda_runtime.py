@@ -257,6 +257,19 @@ def test_init_errors_import_and_missing_handler(make_pool: PoolFactory) -> None:
     assert pool.stats("broken")["warm_environments"] == 0
 
 
+def test_a_worker_exiting_during_init_is_an_exit_error_at_once(
+    make_pool: PoolFactory, recorder: Recorder
+) -> None:
+    pool = make_pool(make_spec("exits", code_dir=FUNCTIONS / "exit_on_import"))
+    started = time.monotonic()
+    result = pool.invoke("exits", b"{}")
+    elapsed = time.monotonic() - started
+    error = json.loads(result.payload)
+    assert error["errorType"] == "Runtime.ExitError" and error["errorMessage"].endswith("exit status 7")
+    assert "importing, then exiting" in recorder.text("exits")  # its last words are in the log
+    assert elapsed < 1.5  # no wait for an init marker a dead worker cannot print (it waited 2 s)
+
+
 def test_marshal_error_and_exit_error(make_pool: PoolFactory) -> None:
     pool = make_pool(make_spec("fn"))
     marshal = json.loads(pool.invoke("fn", b'{"op": "marshal"}').payload)
