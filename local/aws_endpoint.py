@@ -48,6 +48,24 @@ def _strip_sync_host_prefix(app: WSGIApp) -> WSGIApp:
     return wrapped
 
 
+def _call_whole(app: WSGIApp, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Run a WSGI app to the end: (status line, headers, whole body)."""
+    answer: list[Any] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answer[:] = [status, headers]
+        return lambda data: None  # the legacy write() callable: unused by moto and our middlewares
+
+    chunks = app(environ, start_response)
+    try:
+        body = b"".join(chunks)
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()
+    status, headers = answer
+    return status, headers, body
+
+
 def keep_alive_handler() -> type:
     """moto's request handler, answering with HTTP/1.1 keep-alive as AWS endpoints do.
 
@@ -71,24 +89,12 @@ def keep_alive_handler() -> type:
             self.environ = environ = self.make_environ()
             length = int(environ.get("CONTENT_LENGTH") or 0)
             environ["wsgi.input"] = io.BytesIO(self.rfile.read(length) if length > 0 else b"")
-            answer: list[Any] = []
-
-            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-                answer[:] = [status, headers]
-                return lambda data: None  # the legacy write() callable: unused by moto and our middlewares
-
             try:
-                chunks = self.server.app(environ, start_response)
-                try:
-                    body = b"".join(chunks)
-                finally:
-                    if hasattr(chunks, "close"):
-                        chunks.close()
+                status, headers, body = _call_whole(self.server.app, environ)
             except Exception:
                 _LOG.exception("AWS endpoint: error on request %s %s", self.command, self.path)
-                answer[:] = ["500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain")]]
+                status, headers = "500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain")]
                 body = b"Internal Server Error"
-            status, headers = answer
             code, _, reason = status.partition(" ")
             self.send_response(int(code), reason)
             for key, value in headers:
@@ -165,19 +171,7 @@ def _dispatch_in_process(app: WSGIApp, request: Any) -> Any:
         if name not in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):  # the body is whole and counted above
             environ[name if name == "CONTENT_TYPE" else f"HTTP_{name}"] = value
     environ.setdefault("HTTP_HOST", url.netloc)
-    answer: list[Any] = []
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        answer[:] = [status, headers]
-        return lambda data: None
-
-    chunks = app(environ, start_response)
-    try:
-        data = b"".join(chunks)
-    finally:
-        if hasattr(chunks, "close"):
-            chunks.close()
-    status, headers = answer
+    status, headers, data = _call_whole(app, environ)
     response_headers = HTTPHeaders()
     for key, value in headers:
         response_headers[key] = value

@@ -16,12 +16,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local import moto_adapter
-from local.aws_endpoint import is_served_in_process, serve_in_process
 from local.clock import Clock, utcnow
 from local.emf import EmfForwarder, looks_like_emf
 from local.uploader import BackgroundUploader
@@ -185,31 +182,16 @@ class CloudWatchLogsSink(BackgroundUploader):
 
     def _cloudwatch(self) -> Any:
         if self._metrics_client is None:
-            self._metrics_client = self._client_for("cloudwatch")
+            self._metrics_client = self.client("cloudwatch", self.region)
         return self._metrics_client
 
     def _logs(self) -> Any:
         if self._client is None:
-            self._client = self._client_for("logs")
+            self._client = self.client("logs", self.region)
         return self._client
 
-    def _client_for(self, service: str) -> Any:
-        # Fixed fake credentials: the endpoint is local and must never pick up a developer's real keys.
-        return serve_in_process(
-            boto3.session.Session().client(  # type: ignore[call-overload]  # service is a runtime string
-                service,
-                endpoint_url=self.endpoint_url,
-                region_name=self.region,
-                aws_access_key_id="test",
-                aws_secret_access_key="test",
-                config=Config(
-                    retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10
-                ),
-            )
-        )
-
     def _ensure_stream(self, stream: _Stream) -> None:
-        if stream.created or (self.endpoint_url is not None and is_served_in_process(self.endpoint_url)):
+        if stream.created or self.in_process:
             return  # (in process, _put creates what is missing)
         logs = self._logs()
         if stream.group not in self._groups:
@@ -220,7 +202,7 @@ class CloudWatchLogsSink(BackgroundUploader):
 
     def _put(self, stream: _Stream, batch: list[tuple[int, str]]) -> None:
         events = [{"timestamp": ts, "message": msg} for ts, msg in batch]
-        if self.endpoint_url is not None and is_served_in_process(self.endpoint_url):
+        if self.in_process:
             self._count(moto_adapter.put_log_events(self.region, stream.group, stream.name, events), events)
             return
         try:

@@ -21,6 +21,7 @@ What the hooks change, and why:
 from __future__ import annotations
 
 import base64
+import calendar
 import copy
 import datetime
 import functools
@@ -626,8 +627,6 @@ def _response_start_sync_execution(self: Any) -> Any:
 
 def _epoch_seconds(value: Any) -> int | float:
     """A timestamp as moto's JSON serializer writes it (epoch seconds, truncated to milliseconds)."""
-    import calendar
-
     if not isinstance(value, datetime.datetime):
         raise TypeError(f"not JSON serializable: {type(value).__name__}")
     seconds = calendar.timegm(value.utctimetuple())

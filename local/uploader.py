@@ -7,7 +7,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Self
+from typing import Any, Self
+
+import boto3
+from botocore.config import Config
+
+from local.aws_endpoint import is_served_in_process, serve_in_process
 
 log = logging.getLogger(__name__)
 MIN_LAST_FLUSH = 1.0  # seconds the last flush gets even when the background thread used up the bound
@@ -30,6 +35,27 @@ class BackgroundUploader:
     def flush(self) -> None:
         """Upload everything buffered so far; returns when the endpoint has answered (or failed)."""
         raise NotImplementedError
+
+    @property
+    def in_process(self) -> bool:
+        """This process serves the endpoint: uploads can go straight into its moto backends."""
+        return self.endpoint_url is not None and is_served_in_process(self.endpoint_url)
+
+    def client(self, service: str, region: str) -> Any:
+        """A boto3 client of the endpoint. Fixed fake credentials: the endpoint is local and must never pick
+        up a developer's real keys."""
+        return serve_in_process(
+            boto3.session.Session().client(  # type: ignore[call-overload]  # service is a runtime string
+                service,
+                endpoint_url=self.endpoint_url,
+                region_name=region,
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+                config=Config(
+                    retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10
+                ),
+            )
+        )
 
     def start(self) -> Self:
         """Start the background uploader now (it also starts by itself on first use)."""

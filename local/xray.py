@@ -30,11 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from local import moto_adapter
-from local.aws_endpoint import is_served_in_process, serve_in_process
 from local.uploader import BackgroundUploader
 
 log = logging.getLogger(__name__)
@@ -385,22 +381,6 @@ def segment_problem(doc: Any) -> str | None:
 
 
 # -- store + forwarder -------------------------------------------------------------------------------------
-def _xray_client(endpoint_url: str, region: str) -> Any:
-    # Fixed fake credentials: the endpoint is local and must never pick up a developer's real keys.
-    return serve_in_process(
-        boto3.session.Session().client(
-            "xray",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=Config(
-                retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10
-            ),
-        )
-    )
-
-
 class SegmentStore(BackgroundUploader):
     """A ``SegmentSink``: keeps the last ``max_segments`` documents in memory, indexed by trace id, and
     forwards them to the X-Ray API of ``endpoint_url`` in batches (PutTraceSegments), from a background thread
@@ -498,11 +478,11 @@ class SegmentStore(BackgroundUploader):
 
     def _send(self, batch: list[str]) -> None:
         try:
-            if self.endpoint_url and is_served_in_process(self.endpoint_url):  # no botocore round trip
+            if self.in_process:  # no botocore round trip
                 answer = moto_adapter.put_trace_segments(self.region, batch)
             else:
                 if self._client is None:
-                    self._client = _xray_client(self.endpoint_url or "", self.region)
+                    self._client = self.client("xray", self.region)
                 answer = self._client.put_trace_segments(TraceSegmentDocuments=batch)
         except Exception as exc:
             self.failed += len(batch)
