@@ -1019,7 +1019,24 @@ def json_deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
         return {key: json_deepcopy(item) for key, item in value.items()}
     if kind is list:
         return [json_deepcopy(item) for item in value]
+    if kind in _program_state_classes():
+        # The engine copies its program state after every state (env.program_state()); these are plain
+        # objects of JSON-ish attributes (contract test), so copy their __dict__ the same way.
+        clone = object.__new__(kind)
+        clone.__dict__.update({key: json_deepcopy(item, memo) for key, item in value.__dict__.items()})
+        return clone
     return copy.deepcopy(value, memo)
+
+
+@functools.cache
+def _program_state_classes() -> frozenset[type]:
+    from moto.stepfunctions.parser.asl.eval import program_state
+
+    return frozenset(
+        cls
+        for cls in vars(program_state).values()
+        if isinstance(cls, type) and issubclass(cls, program_state.ProgramState)
+    )
 
 
 # What the engine's modules see as ``copy`` once installed: they only call copy.deepcopy (contract test).
