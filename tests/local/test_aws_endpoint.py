@@ -113,3 +113,61 @@ def test_clients_of_this_process_are_served_on_their_own_thread_without_http() -
     from local import aws_endpoint
 
     assert served not in aws_endpoint._IN_PROCESS  # a stopped endpoint is no longer served in process
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"Host: 127.0.0.1:4566\r\nX-Amz-Target: DynamoDB_20120810.PutItem\r\nContent-Length: 2\r\n\r\n",
+        b"Host: h\r\nX-Dup: 1\r\nx-dup: 2\r\nEmpty:\r\nSpaces:   padded  \r\nColon: a:b:c\r\n\r\n",
+        b"Host: h\nBare-LF: yes\n\n",
+        b"Host: h\r\nFolded: first\r\n  second\r\n\r\n",  # obsolete line folding: email's parser
+        b"Host: h\r\nNo colon here\r\nAfter: x\r\n\r\n",
+        b"Host: h\r\nSpaced : value\r\n\r\n",
+        b"Latin: caf\xe9\r\n\r\n",
+        b"",  # the peer closed before the blank line
+    ],
+)
+def test_headers_are_read_as_the_stdlib_reads_them(block: bytes) -> None:
+    import io
+
+    from local.aws_endpoint import read_headers
+
+    ours = read_headers(io.BytesIO(block + b"BODY"))
+    stdlib = http.client.parse_headers(io.BytesIO(block + b"BODY"))
+    assert list(ours.items()) == list(stdlib.items())
+    assert [type(d) for d in ours.defects] == [type(d) for d in stdlib.defects]
+
+
+def test_header_limits_are_the_stdlib_s() -> None:
+    import io
+
+    from local.aws_endpoint import read_headers
+
+    with pytest.raises(http.client.LineTooLong):
+        read_headers(io.BytesIO(b"X: " + b"a" * 70000 + b"\r\n\r\n"))
+    with pytest.raises(http.client.HTTPException, match="more than 100 headers"):
+        read_headers(io.BytesIO(b"".join(b"H%d: v\r\n" % i for i in range(101)) + b"\r\n"))
+
+
+def test_request_headers_reach_moto_and_connection_close_is_honoured() -> None:
+    with AwsEndpoint(port=0) as endpoint:
+        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as sock:
+            body = b"{}"
+            sock.sendall(
+                b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: AmazonSQS.ListQueues\r\n"
+                b"Content-Type: application/x-amz-json-1.0\r\nConnection: close\r\n"
+                b"Authorization: AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/sqs/aws4_request, "
+                b"SignedHeaders=host, Signature=x\r\nContent-Length: 2\r\n\r\n" + body
+            )
+            answer = b""
+            while chunk := sock.recv(65536):  # the server closes: recv returns b"" at the end
+                answer += chunk
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert b"Connection: close" in head
+        assert json.loads(payload) == {} or "QueueUrls" in json.loads(payload)
+        bad = socket.create_connection(("127.0.0.1", endpoint.port), timeout=10)
+        with bad:
+            bad.sendall(b"GET / HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n")
+            assert bad.recv(100).startswith(b"HTTP/1.1 431")
