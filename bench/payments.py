@@ -3,10 +3,11 @@
 Sync `POST /payments` (4242 card, automatic capture, a fresh Idempotency-Key each) through API Gateway ->
 router -> EXPRESS workflow, with the acquirer simulator answering at 0 ms and at 300 ms. The flow calls the
 acquirer three times (tokenize in the router, authorize and capture in the workflow), so at 300 ms the
-orchestration overhead is (p50 - 3 x 300 ms) / p50. Cold start: the router's Init Duration (its REPORT log
-lines, one per new environment: those start while 4 clients pay at once, so on a small machine they measure
-mostly CPU contention), the router alone (fresh environments started one at a time on the idle stack, see
-bench/router_cold.py) and the first POST on a fresh stack (router, authorize and capture cold).
+orchestration overhead is (p50 - 3 x 300 ms) / p50. Cold start: the router's Restore Duration (SnapStart)
+or Init Duration (its REPORT log lines, one per new environment: those start while 4 clients pay at once, so
+on a small machine they measure mostly CPU contention), the router alone, on-demand and SnapStart (new
+environments one at a time on the idle stack, see bench/router_cold.py) and the first POST on a fresh stack
+(router, authorize and capture cold).
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from pathlib import Path
 
 import boto3
 
-from bench.router_cold import ColdSamples, RouterTemplate, sample
+from bench.router_cold import ColdSamples, RouterTemplate, cold_summary, sample
 from bench.stats import Figures, figures, table
 from tests.app.stack import APPROVED, MERCHANT_A_KEY, PaymentsApi, StackProcess, payment_body
 
 ACQUIRER_CALLS = 3  # tokenize + authorize + capture
 ISOLATED_COLD_STARTS = 5
 TARGETS = "p50 <= 20 ms, p99 <= 60 ms at 0 ms; overhead <= 5 % at 300 ms; router cold start <= 300 ms"
-_INIT = re.compile(r"Init Duration: ([\d.]+) ms")
+_INIT = re.compile(r"(?:Init|Restore) Duration: ([\d.]+) ms")  # on-demand, or SnapStart's restore
 _DURATION = re.compile(r"\tDuration: ([\d.]+) ms")
 
 
@@ -40,6 +41,7 @@ class ColdStart:
     router_init_ms: list[float]  # import of the router, per new environment
     router_first_ms: list[float]  # init + first invocation, per new environment
     isolated: ColdSamples  # the router alone: fresh environments one at a time on the idle stack
+    isolated_snap: ColdSamples  # the same, restored from a snapshot of the router (SnapStart)
 
 
 def _pay(api: PaymentsApi) -> float:
@@ -103,11 +105,16 @@ def _measure(latency_ms: int, count: int, clients: int) -> tuple[list[Figures], 
         stack.wait_for_acquirer()
         first, _ = _run(stack.api_url, 1, 1)
         _run(stack.api_url, 10, 1)  # warm: definitions parsed, connections open
-        isolated = ColdSamples()
+        isolated, isolated_snap = ColdSamples(), ColdSamples()
         if latency_ms == 0:
             template = RouterTemplate(stack, Path(tempfile.gettempdir()) / "bench-router-cold.log")
-            for _ in range(ISOLATED_COLD_STARTS):
-                sample(template, isolated, warm=0)
+            snapshot = template.snapshot()
+            try:
+                for _ in range(ISOLATED_COLD_STARTS):
+                    sample(template, isolated, warm=0)
+                    sample(template, isolated_snap, warm=0, snapshot=snapshot)
+            finally:
+                snapshot.close()
         label = f"acquirer {latency_ms:>3} ms, sync POST /payments"
         samples, wall = _run(stack.api_url, count, 1)
         rows = [figures(f"{label}, 1 client", samples, wall)]
@@ -116,7 +123,7 @@ def _measure(latency_ms: int, count: int, clients: int) -> tuple[list[Figures], 
             samples, wall = _run(stack.api_url, count, clients)
             rows.append(figures(f"{label}, {clients} clients", samples, wall))
         inits, firsts = _router_reports(stack)
-        return rows, ColdStart(first[0] * 1000, inits, firsts, isolated)
+        return rows, ColdStart(first[0] * 1000, inits, firsts, isolated, isolated_snap)
     finally:
         code = stack.stop()
         if code != 0:
@@ -140,13 +147,10 @@ def bench_payments(count: int, clients: int = 4) -> None:
                     f"{overhead:.1f} % ({slow_p50 - acquirer_ms:.1f} ms of {slow_p50:.1f} ms)"
                 ),
                 "router cold start under load (median of the environments the pool started)": (
-                    f"Init Duration {init:.0f} ms, init + first invocation {first:.0f} ms "
+                    f"Init/Restore Duration {init:.0f} ms, + first invocation {first:.0f} ms "
                     f"(n={len(cold.router_init_ms)})"
                 ),
-                "router cold start alone (fresh process -> first answer, one at a time)": (
-                    f"{cold.isolated.median_total_ms(0):.0f} ms wall, "
-                    f"{cold.isolated.median_total_ms(1):.0f} ms CPU (n={len(cold.isolated.inits)})"
-                ),
+                **cold_summary(cold.isolated, cold.isolated_snap),
                 "first POST on a fresh stack (router, authorize, capture all cold)": (
                     f"{cold.first_post_ms:.0f} ms"
                 ),

@@ -43,6 +43,7 @@ from local.intrinsics import (
     scalar_text,
     stable_token,
 )
+from local.lambda_runtime.snapstart import PublishedFunctionSpec
 from local.model import (
     AlarmSpec,
     ApiKeySpec,
@@ -106,7 +107,6 @@ _UNEMULATED_FUNCTION_PROPERTIES = (
     "DeadLetterConfig",
     "ImageConfig",
     "CodeSigningConfigArn",
-    "SnapStart",
     "KmsKeyArn",
     "EphemeralStorage",
     "RuntimeManagementConfig",
@@ -128,6 +128,13 @@ _SQS_ATTRIBUTES = (
 )
 
 _STAGE = "AWS::ApiGateway::Stage"
+
+
+def _py_version(runtime: str) -> tuple[int, ...]:
+    """(3, 13) of "python3.13"."""
+    return tuple(int(part) for part in runtime.removeprefix("python").split(".") if part.isdigit())
+
+
 _HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 
 
@@ -552,7 +559,8 @@ class _StackBuilder:
         variables = (props.get("Environment") or {}).get("Variables") or {}
         logging_config = props.get("LoggingConfig") or {}
         reserved = props.get("ReservedConcurrentExecutions")
-        self.model.functions[name] = FunctionSpec(
+        published = self._published_version(logical_id, props, runtime)
+        self.model.functions[name] = (PublishedFunctionSpec if published else FunctionSpec)(
             logical_id=logical_id,
             function_name=name,
             arn=self.table.getatt(logical_id, "Arn"),
@@ -567,7 +575,41 @@ class _StackBuilder:
             tracing=(props.get("TracingConfig") or {}).get("Mode") == "Active",
             architectures=[str(a) for a in props.get("Architectures") or ["x86_64"]],
             log_level=logging_config.get("ApplicationLogLevel"),
+            **published,
         )
+
+    def _published_version(self, logical_id: str, props: dict[str, Any], runtime: str) -> dict[str, Any]:
+        """AutoPublishAlias: the AWS::Lambda::Version (locally always "1") and the aliases of this function,
+        and whether that version runs with SnapStart. {} when the function publishes no version."""
+        ref = {"Ref": logical_id}
+        versions, aliases = [], []
+        for other_id, resource in self.resources.items():
+            other = resource.get("Properties") or {}
+            if resource.get("Type") == "AWS::Lambda::Version" and other.get("FunctionName") == ref:
+                versions.append(other_id)
+            elif resource.get("Type") == "AWS::Lambda::Alias" and other.get("FunctionName") == ref:
+                aliases.append((other_id, scalar_text(other.get("Name"))))
+        if not versions:
+            return {}
+        snap_start = (props.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions"
+        if snap_start:
+            # What Lambda refuses with SnapStart (the deployment fails there): reported, run without it.
+            storage = int((props.get("EphemeralStorage") or {}).get("Size", 512))
+            provisioned = [a for a, _ in aliases if "ProvisionedConcurrencyConfig" in self.props(a)]
+            refusals = [
+                *([f"runtime {runtime} (needs python3.12+)"] if _py_version(runtime) < (3, 12) else []),
+                *(["FileSystemConfigs (EFS)"] if props.get("FileSystemConfigs") else []),
+                *([f"EphemeralStorage {storage} MB > 512 MB"] if storage > 512 else []),
+                *([f"provisioned concurrency on {', '.join(provisioned)}"] if provisioned else []),
+            ]
+            if refusals:
+                self.unsupported(
+                    logical_id,
+                    "AWS::Lambda::Function",
+                    f"SnapStart ignored: Lambda refuses it with {'; '.join(refusals)}",
+                )
+                snap_start = False
+        return {"version": "1", "aliases": tuple(name for _, name in aliases), "snap_start": snap_start}
 
     # -- Step Functions --
 
@@ -860,7 +902,7 @@ class _StackBuilder:
                             self.unsupported(
                                 logical_id, rtype, f"route {method} {path}: authorizer {scheme} not enforced"
                             )
-                function = found.group(1).split(":")[6]
+                function = ":".join(found.group(1).split(":")[6:8])  # name[:alias or version]
                 api_key_required = any("api_key" in requirement for requirement in security)
                 routes.append(RouteSpec(method, str(path), function, api_key_required))
         return routes

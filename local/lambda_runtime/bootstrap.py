@@ -12,6 +12,7 @@ cannot forge a result (results never travel on stdout) and cannot guess the nonc
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import importlib
 import json
@@ -276,7 +277,11 @@ def main(argv: list[str]) -> int:
     write_frame(result_fd, {"type": "ready", "error": init_error})
     if init_error is not None:
         return 0
+    return serve(handler, ctrl_fd, result_fd, nonce)
 
+
+def serve(handler: Any, ctrl_fd: int, result_fd: int, nonce: str) -> int:
+    """The invocation loop, until the parent closes the control pipe."""
     while (message := read_frame(ctrl_fd)) is not None:
         outcome = invoke(handler, message)
         sys.stdout.flush()
@@ -287,5 +292,191 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+# -- SnapStart: the snapshot process ------------------------------------------------------------------------
+# Started as ``python bootstrap.py --snapshot SOCK_FD NONCE LAYER_PATHS_JSON``. It runs the init phase and the
+# before-snapshot hooks once, then waits on SOCK_FD (a SOCK_SEQPACKET Unix socket): each ``restore`` message
+# carries three fds (control pipe, result pipe, log pipe) and is answered with the pid of a fork that owns
+# them, restored from this process's initialised memory as Firecracker restores a snapshot. Exits of those
+# forks (this process is their parent) are reported on the same socket.
+_MAX_MESSAGE = 65536
+
+
+def _send(sock: Any, message: dict[str, Any]) -> None:
+    sock.send(json.dumps(message).encode())
+
+
+def _run_hooks(which: str) -> tuple[dict[str, Any] | None, float]:
+    """Run snapshot_restore_py's registered hooks, in order: (error or None, seconds). A handler that never
+    imported the module registered none."""
+    started = time.perf_counter()
+    module = sys.modules.get("snapshot_restore_py")
+    hooks = getattr(module, f"get_{which}")() if module is not None else []
+    for func, args, kwargs in hooks:
+        try:
+            func(*args, **kwargs)
+        except Exception as e:
+            error = make_error(str(e), type(e).__name__, user_stack(e.__traceback__))
+            return error, time.perf_counter() - started
+    return None, time.perf_counter() - started
+
+
+def _drop_connections(keep: set[int]) -> int:
+    """Shut down every connected stream socket (TCP, or a Unix one other than ours): network connections do
+    not survive a restore on Lambda. The fds stay open (dead, EOF on read, EPIPE on write), so a pooled
+    keep-alive connection sees itself dropped and reconnects, and no fd number is freed for reuse under
+    the code that still holds it."""
+    import socket
+    import stat
+
+    dropped = 0
+    families = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2 or fd in keep:
+            continue
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        try:
+            if sock.type == socket.SOCK_STREAM and sock.family in families:
+                sock.getpeername()  # OSError (ENOTCONN) for listening or unconnected sockets
+                sock.shutdown(socket.SHUT_RDWR)
+                dropped += 1
+        except OSError:
+            pass
+        finally:
+            sock.detach()
+    return dropped
+
+
+def _running_threads() -> list[str]:
+    """Threads besides this one (Python's and native ones): a fork copies only the calling thread."""
+    import threading
+
+    named = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    native = len(os.listdir("/proc/self/task")) - 1
+    return named or ([f"{native} native thread(s)"] if native > 0 else [])
+
+
+def _restore_child(sock: Any, fds: list[int], nonce: str, handler: Any, wakeup: tuple[int, int]) -> None:
+    """In the fork: take over the environment's pipes, run the after-restore hooks, then serve. Never
+    returns."""
+    import signal
+
+    code = 1
+    try:
+        os.setpgid(0, 0)  # its own process group: the pool kills an environment with killpg
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        sock.close()
+        for fd in wakeup:
+            os.close(fd)
+        ctrl_fd, result_fd, log_fd = fds
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        error, seconds = _run_hooks("after_restore")
+        if error is not None:
+            log_error(error)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.write(1, f"{nonce}{INIT_MARKER}\n".encode())
+        write_frame(result_fd, {"type": "ready", "error": error, "hooks_ms": seconds * 1000})
+        code = 0 if error is not None else serve(handler, ctrl_fd, result_fd, nonce)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def snapshot_main(argv: list[str]) -> int:
+    import select
+    import signal
+    import socket
+
+    sock = socket.socket(fileno=int(argv[1]))
+    nonce, layer_paths = argv[2], json.loads(argv[3])
+    task_root = os.environ["LAMBDA_TASK_ROOT"]
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(encoding="utf-8", errors="backslashreplace", line_buffering=True)  # type: ignore[union-attr]
+    setup_sys_path(task_root, layer_paths)
+    os.chdir(task_root)
+    setup_logging()
+
+    handler, error = load_handler(os.environ["_HANDLER"])
+    hooks_error = None
+    if error is None:
+        hooks_error, _ = _run_hooks("before_snapshot")
+        error = hooks_error
+    if error is not None:
+        log_error(error)
+    else:
+        _drop_connections({sock.fileno()})
+        threads = _running_threads()
+        if threads:
+            sys.stderr.write(
+                "[WARNING] SnapStart: thread(s) running at snapshot time are not restored: "
+                f"{', '.join(threads)}\n"
+            )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.write(1, f"{nonce}{INIT_MARKER}\n".encode())
+    _send(sock, {"type": "ready", "error": error, "phase": "hook" if hooks_error else "init"})
+    if error is not None:
+        return 0
+
+    wakeup = os.pipe()
+    for fd in wakeup:
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wakeup[1])
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler (not SIG_IGN) so exits can be collected
+    while True:
+        readable, _, _ = select.select([sock.fileno(), wakeup[0]], [], [])
+        if wakeup[0] in readable:
+            with contextlib.suppress(OSError):
+                while os.read(wakeup[0], 512):
+                    pass
+            _report_exits(sock)
+        if sock.fileno() in readable:
+            try:
+                data, fds, _, _ = socket.recv_fds(sock, _MAX_MESSAGE, 3)
+            except ConnectionError:
+                return 0
+            if not data:  # the pool closed its end: the version is gone
+                return 0
+            message = json.loads(data)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                _restore_child(sock, fds, message["nonce"], handler, wakeup)
+            with contextlib.suppress(OSError):  # also in the parent: the pool may killpg it at once
+                os.setpgid(pid, pid)
+            for fd in fds:
+                os.close(fd)
+            _send(sock, {"type": "restored", "id": message["id"], "pid": pid})
+
+
+def _report_exits(sock: Any) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        with contextlib.suppress(OSError):
+            _send(sock, {"type": "exit", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--snapshot"]:  # SnapStart: init once, then fork an environment per restore
+        sys.exit(snapshot_main(sys.argv[1:]))
     sys.exit(main(sys.argv))

@@ -4,7 +4,8 @@ An environment is ``python bootstrap.py`` with the function's code and layers fi
 Lambda-shaped, otherwise clean, environment. It runs one invocation at a time; concurrent invocations start
 more environments, up to ReservedConcurrentExecutions (or the account limit), beyond which the invoke is
 throttled at once, as Lambda does for synchronous calls. Timeouts are real seconds: the environment is
-killed and the next invocation starts cold.
+killed and the next invocation starts cold. A published version with SnapStart gets its new environments
+by fork from a snapshot process instead (snapstart.py).
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ from typing import IO, Any, cast
 
 from local.clock import Clock
 from local.lambda_runtime.bootstrap import HEADER, INIT_MARKER, write_frame
+from local.lambda_runtime.snapstart import (
+    RESTORE_TIMEOUT,
+    FunctionStateException,
+    PublishedFunctionSpec,
+    RestoredProcess,
+    SnapshotProcess,
+    SnapStartException,
+    SnapStartNotReadyException,
+    SnapStartTimeoutException,
+)
 from local.model import FunctionSpec
 from local.ports import (
     InvalidRequestContentException,
@@ -108,23 +119,52 @@ class _Environment:
 
     def __init__(
         self,
+        proc: subprocess.Popen[bytes] | RestoredProcess,
+        ctrl_w: int,
+        result_r: int,
+        nonce: str,
+        function_name: str,
+        emit: Callable[[str, _Capture | None], None],
+        capture: _Capture,
+        version: str = "$LATEST",
+        restored: bool = False,
+    ) -> None:
+        self.nonce = nonce
+        self.capture: _Capture | None = capture
+        self.init_logged = threading.Event()  # the init phase's output has been read (START comes after)
+        self.max_memory_mb = 0
+        self.version = version
+        self.restored = restored  # forked from a SnapStart snapshot
+        self.restore_hooks_ms = 0.0  # the after-restore hooks' time (Billed Restore Duration)
+        self._emit = emit
+        self.proc = proc
+        self._ctrl_w, self._result_r = ctrl_w, result_r
+        self.pid = self.proc.pid
+        self._fds: tuple[int, ...] = (self._ctrl_w, self._result_r)
+        self._dispose_lock = threading.Lock()
+        self._reader = threading.Thread(
+            target=self._read_log, name=f"lambda-log-{function_name}-{self.pid}", daemon=True
+        )
+        self._reader.start()
+
+    @classmethod
+    def spawn(
+        cls,
         argv_head: list[str],
         spec: FunctionSpec,
         env: dict[str, str],
         emit: Callable[[str, _Capture | None], None],
         capture: _Capture,
-    ) -> None:
-        self.nonce = uuid.uuid4().hex
-        self.capture: _Capture | None = capture
-        self.init_logged = threading.Event()  # the init phase's output has been read (START comes after)
-        self.max_memory_mb = 0
-        self._emit = emit
-        ctrl_r, self._ctrl_w = os.pipe()
-        self._result_r, result_w = os.pipe()
+        version: str,
+    ) -> _Environment:
+        """A fresh worker process (on-demand init)."""
+        nonce = uuid.uuid4().hex
+        ctrl_r, ctrl_w = os.pipe()
+        result_r, result_w = os.pipe()
         layers = json.dumps([str(p) for p in layer_paths(spec.layer_dirs)])
         try:
-            self.proc = subprocess.Popen(
-                [*argv_head, str(ctrl_r), str(result_w), self.nonce, layers],
+            proc = subprocess.Popen(
+                [*argv_head, str(ctrl_r), str(result_w), nonce, layers],
                 env=env,
                 cwd=spec.code_dir,
                 stdin=subprocess.DEVNULL,
@@ -134,19 +174,13 @@ class _Environment:
                 start_new_session=True,  # so a kill also takes the handler's own children
             )
         except BaseException:
-            os.close(self._ctrl_w)
-            os.close(self._result_r)
+            os.close(ctrl_w)
+            os.close(result_r)
             raise
         finally:
             os.close(ctrl_r)
             os.close(result_w)
-        self.pid = self.proc.pid
-        self._fds: tuple[int, ...] = (self._ctrl_w, self._result_r)
-        self._dispose_lock = threading.Lock()
-        self._reader = threading.Thread(
-            target=self._read_log, name=f"lambda-log-{spec.function_name}-{self.pid}", daemon=True
-        )
-        self._reader.start()
+        return cls(proc, ctrl_w, result_r, nonce, spec.function_name, emit, capture, version)
 
     # -- the log stream -------------------------------------------------------------------------------------
     def _read_log(self) -> None:
@@ -222,7 +256,10 @@ class _Environment:
         """Kill the worker (and its children) and collect its last log lines. Safe from any thread."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:  # a restored environment killed before it had its own group
+                    os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self._reader.join(LOG_DRAIN_TIMEOUT)
 
@@ -350,6 +387,12 @@ class LambdaPool:
         self._counts: dict[str, Counter[str]] = {name: Counter() for name in self._functions}
         self._async: set[threading.Thread] = set()
         self._closed = threading.Event()
+        # SnapStart: each published version with SnapStart is initialised once, in the background, so start-up
+        # is not slowed; its first invocation waits for the snapshot if needed.
+        self._snapshots: dict[str, SnapshotProcess] = {}
+        for spec in self._functions.values():
+            if isinstance(spec, PublishedFunctionSpec) and spec.snap_start:
+                self._snapshots[spec.function_name] = self._snapshot(spec)
 
     # -- public API -----------------------------------------------------------------------------------------
     def invoke(
@@ -379,6 +422,12 @@ class LambdaPool:
             )
         return self._invoke(spec, invoked_arn, event, request_id, trace_header, context)
 
+    def snapshot_pid(self, function_name: str) -> int | None:
+        """Process id of the function's SnapStart snapshot process (None: no SnapStart, or not started)."""
+        spec, _ = self._resolve(function_name)
+        snapshot = self._snapshots.get(spec.function_name)
+        return None if snapshot is None else snapshot.pid
+
     def stats(self, function_name: str) -> dict[str, int]:
         spec, _ = self._resolve(function_name)
         name = spec.function_name
@@ -386,6 +435,7 @@ class LambdaPool:
             counts = self._counts[name]
             return {
                 "cold_starts": counts["cold_starts"],
+                "restores": counts["restores"],
                 "warm_environments": len(self._live[name]),
                 "idle_environments": len(self._idle[name]),
                 "busy": self._busy[name],
@@ -426,6 +476,8 @@ class LambdaPool:
             if (in_flight == 0 and not pending) or time.monotonic() >= deadline:
                 break
             time.sleep(0.02)  # busy ones are disposed by their invoking threads, which see the exit
+        for snapshot in self._snapshots.values():
+            snapshot.close()
         if in_flight or pending:
             log.warning("Lambda pool closed with %d invocation(s) still unwinding", in_flight + len(pending))
 
@@ -444,10 +496,25 @@ class LambdaPool:
             raise ResourceNotFoundException(
                 f"Function not found: {arn}" + (f":{qualifier}" if qualifier else "")
             )
-        # No versions or aliases exist locally: every qualifier runs the code as deployed ($LATEST).
+        # A function with AutoPublishAlias has version 1 and its aliases; any other qualifier of it does not
+        # exist. Functions without published versions run every qualifier as $LATEST (lenient, as before).
+        if (
+            isinstance(spec, PublishedFunctionSpec)
+            and qualifier not in (None, "$LATEST", spec.version)
+            and qualifier not in spec.aliases
+        ):
+            raise ResourceNotFoundException(f"Function not found: {spec.arn}:{qualifier}")
         return spec, spec.arn + (f":{qualifier}" if qualifier else "")
 
-    def _acquire(self, spec: FunctionSpec) -> _Environment | None:
+    @staticmethod
+    def _version(spec: FunctionSpec, invoked_arn: str) -> str:
+        """The version an invocation runs: the published one for its number or an alias, else $LATEST."""
+        qualifier = invoked_arn[len(spec.arn) + 1 :]
+        if isinstance(spec, PublishedFunctionSpec) and qualifier not in ("", "$LATEST"):
+            return spec.version
+        return "$LATEST"
+
+    def _acquire(self, spec: FunctionSpec, version: str = "$LATEST") -> _Environment | None:
         """Take a concurrency slot and a warm environment if one is idle (None: start a cold one)."""
         name = spec.function_name
         with self._lock:
@@ -465,7 +532,10 @@ class LambdaPool:
                 self._unreserved_busy += 1
             self._counts[name]["invocations"] += 1
             idle = self._idle[name]
-            return idle.pop() if idle else None
+            for at in range(len(idle) - 1, -1, -1):  # the most recently used environment of that version
+                if idle[at].version == version:
+                    return idle.pop(at)
+            return None
 
     def _release(self, spec: FunctionSpec, env: _Environment | None, reusable: bool) -> None:
         name = spec.function_name
@@ -494,8 +564,9 @@ class LambdaPool:
     ) -> InvokeResult:
         trace = self._trace_for(spec, trace_header)
         clock_start, mono_start = self._clock.now(), time.monotonic()
+        version = self._version(spec, invoked_arn)
         try:
-            env = self._acquire(spec)
+            env = self._acquire(spec, version)
         except ThrottledException:
             self._emit_segments(spec, trace, request_id, clock_start, mono_start, None, 429)
             raise
@@ -505,7 +576,7 @@ class LambdaPool:
         try:
             with self._clock.busy():
                 outcome = self._execute(
-                    spec, holder, invoked_arn, event, request_id, trace, client_context, capture
+                    spec, holder, invoked_arn, event, request_id, trace, client_context, capture, version
                 )
         finally:
             self._release(spec, holder[0], outcome.reusable)
@@ -530,16 +601,21 @@ class LambdaPool:
         trace: _Trace | None,
         client_context: dict[str, Any] | None,
         capture: _Capture,
+        version: str = "$LATEST",
     ) -> _Outcome:
         outcome: _Outcome | None = None
         env = holder[0]
         init_span: tuple[float, float] | None = None
         if env is None:
-            env, outcome, init_span = self._cold_start(spec, capture)
+            snapshot = self._snapshots.get(spec.function_name) if version != "$LATEST" else None
+            if snapshot is not None:
+                env, outcome, init_span = self._restore(spec, capture, snapshot, version)
+            else:
+                env, outcome, init_span = self._cold_start(spec, capture, version)
             holder[0] = env
         else:
             env.capture = capture
-        self._log(spec, f"START RequestId: {request_id} Version: $LATEST", capture)
+        self._log(spec, f"START RequestId: {request_id} Version: {version}", capture)
         started = time.monotonic()
         if outcome is None:
             deadline_ms = int(time.time() * 1000) + spec.timeout * 1000
@@ -562,18 +638,19 @@ class LambdaPool:
         return outcome
 
     def _cold_start(
-        self, spec: FunctionSpec, capture: _Capture
+        self, spec: FunctionSpec, capture: _Capture, version: str = "$LATEST"
     ) -> tuple[_Environment, _Outcome | None, tuple[float, float]]:
         """Start an environment and import the handler: (env, an error outcome if init failed, init span)."""
         self._log(spec, f"INIT_START Runtime Version: {RUNTIME_VERSION}", capture)
         started = time.monotonic()
         try:
-            env = _Environment(
+            env = _Environment.spawn(
                 self._argv_head,
                 spec,
-                self._worker_environment(spec),
+                self._worker_environment(spec, version),
                 lambda line, cap: self._log(spec, line, cap),
                 capture,
+                version,
             )
         except OSError as e:  # e.g. a missing CodeUri directory or interpreter
             raise LambdaServiceError(f"Could not start an environment for {spec.function_name}: {e}") from e
@@ -597,6 +674,103 @@ class LambdaPool:
             if ready is not None:
                 env.init_logged.wait(LOG_DRAIN_TIMEOUT)
         return env, outcome, (started, time.monotonic())
+
+    # -- SnapStart ------------------------------------------------------------------------------------------
+    def _snapshot(self, spec: PublishedFunctionSpec) -> SnapshotProcess:
+        """Publish the version: its snapshot process (init + before-snapshot hooks), in the background."""
+        snapshot = SnapshotProcess(
+            self._argv_head,
+            self._worker_environment(spec, spec.version, snap_start=True),
+            spec.code_dir,
+            json.dumps([str(p) for p in layer_paths(spec.layer_dirs)]),
+            lambda line: self._log(spec, line, None),
+        )
+
+        def take() -> None:
+            self._log(spec, f"INIT_START Runtime Version: {RUNTIME_VERSION}", None)
+            try:
+                snapshot.start(max(INIT_TIMEOUT, spec.timeout))
+            except LambdaServiceError:  # closed while starting
+                return
+            except OSError as e:
+                log.error("SnapStart %s: cannot start the snapshot process: %s", spec.function_name, e)
+                return
+            failure, span = snapshot.failure, snapshot.init_span
+            report = "INIT_REPORT" + (f" Init Duration: {(span[1] - span[0]) * 1000:.2f} ms" if span else "")
+            if failure is None:
+                self._log(spec, report, None)
+            elif not self._closed.is_set():
+                error_type = failure.error.get("errorType")
+                report += f"\tPhase: {failure.phase}\tStatus: error\tError Type: {error_type}"
+                self._log(spec, report, None)
+                log.error(
+                    "SnapStart %s version %s: snapshot failed (%s: %s); the version is in state Failed and "
+                    "its invocations answer ResourceConflictException",
+                    spec.function_name,
+                    spec.version,
+                    error_type,
+                    failure.error.get("errorMessage"),
+                )
+
+        threading.Thread(target=take, name=f"snapstart-{spec.function_name}", daemon=True).start()
+        return snapshot
+
+    def _restore(
+        self, spec: FunctionSpec, capture: _Capture, snapshot: SnapshotProcess, version: str
+    ) -> tuple[_Environment, _Outcome | None, tuple[float, float]]:
+        """A new environment forked from the version's snapshot: (env, error outcome, restore span)."""
+        if not snapshot.wait_ready(max(INIT_TIMEOUT, spec.timeout) + LOG_DRAIN_TIMEOUT):
+            raise SnapStartNotReadyException(
+                "Lambda is initializing your function. It will be ready to invoke once your function state "
+                "becomes ACTIVE."
+            )
+        if snapshot.failure is not None or snapshot.pid is None:
+            raise FunctionStateException(
+                "The operation cannot be performed at this time. The function is currently in the following "
+                f"state: Failed (version {version}: its snapshot could not be created; see the log)"
+            )
+        self._log(spec, f"RESTORE_START Runtime Version: {RUNTIME_VERSION}", capture)
+        started = time.monotonic()
+        restored = snapshot.restore()
+        env = _Environment(
+            restored.process,
+            restored.ctrl_w,
+            restored.result_r,
+            restored.nonce,
+            spec.function_name,
+            lambda line, cap: self._log(spec, line, cap),
+            capture,
+            version,
+            restored=True,
+        )
+        with self._lock:
+            self._live[spec.function_name].add(env)
+            self._counts[spec.function_name]["restores"] += 1
+        try:
+            ready = env.receive(started + RESTORE_TIMEOUT)
+        except TimeoutError:
+            self._discard(spec, env)
+            raise SnapStartTimeoutException(
+                "Lambda couldn't restore the snapshot within the timeout limit."
+            ) from None
+        if ready is None:
+            return env, self._exit_outcome(env, capture.request_id), (started, time.monotonic())
+        env.init_logged.wait(LOG_DRAIN_TIMEOUT)
+        if ready.get("error"):
+            self._discard(spec, env)
+            raise SnapStartException(
+                "The afterRestore() runtime hook encountered an error. For more information, check the "
+                "Amazon CloudWatch logs."
+            )
+        env.restore_hooks_ms = float(ready.get("hooks_ms") or 0.0)
+        ended = time.monotonic()
+        self._log(spec, f"RESTORE_REPORT Restore Duration: {(ended - started) * 1000:.2f} ms", capture)
+        return env, None, (started, ended)
+
+    def _discard(self, spec: FunctionSpec, env: _Environment) -> None:
+        with self._lock:
+            self._live[spec.function_name].discard(env)
+        env.dispose()
 
     def _exchange(
         self,
@@ -666,7 +840,11 @@ class LambdaPool:
             f"Memory Size: {spec.memory_size} MB",
             f"Max Memory Used: {env.max_memory_mb} MB",
         ]
-        if init_span is not None:
+        if init_span is not None and env.restored:
+            restore_ms = (init_span[1] - init_span[0]) * 1000
+            parts.append(f"Restore Duration: {restore_ms:.2f} ms")
+            parts.append(f"Billed Restore Duration: {math.ceil(env.restore_hooks_ms)} ms")
+        elif init_span is not None:
             parts.append(f"Init Duration: {(init_span[1] - init_span[0]) * 1000:.2f} ms")
         if outcome.timed_out:
             parts.append("Status: timeout")
@@ -675,13 +853,15 @@ class LambdaPool:
         return "\t".join(parts)
 
     # -- environment variables ------------------------------------------------------------------------------
-    def _worker_environment(self, spec: FunctionSpec) -> dict[str, str]:
+    def _worker_environment(
+        self, spec: FunctionSpec, version: str = "$LATEST", snap_start: bool = False
+    ) -> dict[str, str]:
         env = {key: os.environ[key] for key in _INHERITED if key in os.environ}
-        stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+        stream = f"{datetime.now(UTC):%Y/%m/%d}/[{version}]{uuid.uuid4().hex}"
         env.update(
             {
                 "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
-                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_VERSION": version,
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.function_name}",
                 "AWS_LAMBDA_LOG_STREAM_NAME": stream,
@@ -704,6 +884,9 @@ class LambdaPool:
         # Compiled handler and layer code is cached outside the CodeUri and layer folders (nothing written
         # there, as -B did) but kept between environments: recompiling it cost every cold start ~25 ms.
         env["PYTHONPYCACHEPREFIX"] = str(PYCACHE_PREFIX)
+        if snap_start:  # one snapshot serves many environments: Lambda withholds the per-environment names
+            env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"
+            del env["AWS_LAMBDA_LOG_GROUP_NAME"], env["AWS_LAMBDA_LOG_STREAM_NAME"]
         if self._xray_address:
             env["AWS_XRAY_DAEMON_ADDRESS"] = self._xray_address
         if spec.log_level:
