@@ -155,6 +155,19 @@ def bench_payments(count: int, clients: int = 4) -> None:
                     f"{cold.first_post_ms:.0f} ms"
                 ),
                 "targets (issue 4)": TARGETS,
+                "met in this run": verdict(fast_rows[0], overhead, cold.isolated_snap),
             },
         )
     )
+
+
+def verdict(fast: Figures, overhead_percent: float, snap_start: ColdSamples) -> str:
+    """Each of issue 4's targets against this run's figures (1 client at 0 ms; the SnapStart cold start)."""
+    cold = snap_start.median_total_ms(0) if snap_start.totals else float("nan")
+    checks = [
+        (f"p50 {fast.p50_ms:.1f} <= 20 ms", fast.p50_ms <= 20),
+        (f"p99 {fast.p99_ms:.1f} <= 60 ms", fast.p99_ms <= 60),
+        (f"overhead {overhead_percent:.1f} <= 5 %", overhead_percent <= 5),
+        (f"cold start {cold:.0f} <= 300 ms", cold <= 300),
+    ]
+    return "; ".join(f"{text}: {'yes' if ok else 'NO'}" for text, ok in checks)
