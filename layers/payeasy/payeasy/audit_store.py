@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -18,27 +19,69 @@ class AuditStore(Protocol):
         """Stores the event unless it is already there (stream redelivery); True when it was new."""
         ...
 
+    def append_all(self, events: Sequence[AuditEvent]) -> list[bool]:
+        """``append`` for each event, in as few writes as the store allows; raises if any is not stored."""
+        ...
+
     def events(self, payment_id: str) -> list[AuditEvent]: ...
 
 
+TRANSACT_MAX_ITEMS = 100  # DynamoDB's limit per TransactWriteItems (and the stream mapping's BatchSize)
+# Off until the local runtime stops moto from deep-copying the whole table for every item of a transaction
+# (moto's transact_write_items backup): on `make run` that cost the endpoint ~90 ms of CPU per payment,
+# with it fixed the transactions save ~12 ms there and ~3-9 ms in the audit function (see docs/payments.md).
+TRANSACT_WRITES = False
+
+
 class DynamoAuditStore:
-    def __init__(self, table_name: str, client: Any) -> None:
+    def __init__(self, table_name: str, client: Any, *, transactions: bool | None = None) -> None:
         self._table = table_name
         self._client = client
+        self._transactions = TRANSACT_WRITES if transactions is None else transactions
+
+    def _put(self, event: AuditEvent) -> dict[str, Any]:
+        return {
+            "TableName": self._table,
+            "Item": {key: _SERIALIZER.serialize(value) for key, value in event.to_item().items()},
+            # Never overwrite: a redelivered stream record finds its event and changes nothing.
+            "ConditionExpression": "attribute_not_exists(payment_id)",
+        }
 
     def append(self, event: AuditEvent) -> bool:
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={key: _SERIALIZER.serialize(value) for key, value in event.to_item().items()},
-                # Never overwrite: a redelivered stream record finds its event and changes nothing.
-                ConditionExpression="attribute_not_exists(payment_id)",
-            )
+            self._client.put_item(**self._put(event))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return False
             raise
         return True
+
+    def append_all(self, events: Sequence[AuditEvent]) -> list[bool]:
+        """One TransactWriteItems per 100 events instead of a PutItem each (a stream batch is ~7 changes per
+        payment). Each Put keeps its condition: events already stored (a redelivered batch) cancel the
+        transaction, which names them; the others are written again without them. All or nothing per
+        transaction, so an error leaves no half-written chunk behind."""
+        if len(events) == 1 or not self._transactions:
+            # A transaction costs twice the write capacity of a PutItem: not worth it for one event.
+            return [self.append(event) for event in events]
+        stored = [False] * len(events)
+        for start in range(0, len(events), TRANSACT_MAX_ITEMS):
+            pending = list(range(start, min(start + TRANSACT_MAX_ITEMS, len(events))))
+            while pending:
+                try:
+                    self._client.transact_write_items(
+                        TransactItems=[{"Put": self._put(events[i])} for i in pending]
+                    )
+                except ClientError as exc:
+                    codes = _cancellation_codes(exc, len(pending))
+                    if codes is None:
+                        raise
+                    pending = [index for index, code in zip(pending, codes, strict=True) if code == "None"]
+                    continue
+                for index in pending:
+                    stored[index] = True
+                pending = []
+        return stored
 
     def events(self, payment_id: str) -> list[AuditEvent]:
         found: list[AuditEvent] = []
@@ -55,6 +98,20 @@ class DynamoAuditStore:
             if "LastEvaluatedKey" not in answer:
                 return found
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+
+def _cancellation_codes(exc: ClientError, count: int) -> list[str] | None:
+    """The per-item reasons of a transaction cancelled only because some events exist already; None for any
+    other failure (throttling, a conflict, a validation error: the caller raises, the batch is retried)."""
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return None
+    reasons = exc.response.get("CancellationReasons") or []
+    codes = [str(reason.get("Code") or "None") for reason in reasons]
+    if len(codes) != count or "ConditionalCheckFailed" not in codes:
+        return None
+    if any(code not in ("None", "ConditionalCheckFailed") for code in codes):
+        return None
+    return codes
 
 
 def image_to_python(image: dict[str, Any] | None) -> dict[str, Any] | None:
