@@ -85,6 +85,8 @@ persistence = DynamoDBPersistenceLayer(
 action_persistence = DynamoDBPersistenceLayer(
     table_name=os.environ.get("IDEMPOTENCY_TABLE", "idempotency"), boto3_client=wiring.aws_client("dynamodb")
 )
+# The router runs on SnapStart (template): what init builds is in the snapshot new environments restore from.
+wiring.prime("stepfunctions", "secretsmanager")
 
 
 # --- merchant from API key ---------------------------------------------------------------------------------

@@ -379,8 +379,9 @@ def test_failed_payment_cannot_be_refunded(router: ModuleType) -> None:
 
 
 def test_cold_import_defers_what_no_payment_needs(tmp_path: Path) -> None:
-    """A fresh environment's import of the router builds one boto3 client per service and leaves the OpenAPI
-    models (only /swagger needs them) unimported: both were most of its cold start."""
+    """A fresh environment's import of the router builds one boto3 client per service a payment uses (at
+    init, so SnapStart's snapshot holds them) and leaves the OpenAPI models (only /swagger needs them)
+    unimported."""
     probe = (
         "import sys, boto3.session\n"
         "made = []\n"
@@ -404,7 +405,7 @@ def test_cold_import_defers_what_no_payment_needs(tmp_path: Path) -> None:
         [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["['dynamodb']", "False"]
+    assert done.stdout.split() == ["['dynamodb',", "'secretsmanager',", "'stepfunctions']", "False"]
 
 
 def test_payment_method_tokenizes_without_paying_then_pays(router: ModuleType) -> None:
