@@ -269,7 +269,203 @@ def _json_deepcopy(f: Any) -> None:
         assert module.copy is moto_adapter._JSON_COPY, module.__name__
 
 
+
+def _ddb_update_parse(f: Any) -> None:
+    # A classmethod the handler and the backend call by attribute; the cache keeps moto's tree and hands out
+    # _ast_deepcopy copies, which rebuild Nodes from __dict__: Nodes must stay plain objects.
+    ast_nodes = _moto_module("moto.dynamodb.parsing.ast_nodes")
+    UpdateExpressionParser = _moto_module("moto.dynamodb.parsing.expressions").UpdateExpressionParser
+
+    assert isinstance(f, classmethod) and params(f.__func__) == ["cls", "expression_str"]
+    assert "ExpressionTokenizer.make_list" in source(f.__func__)
+    for cls in vars(ast_nodes).values():
+        if isinstance(cls, type) and issubclass(cls, ast_nodes.Node):
+            for special in ("__deepcopy__", "__copy__", "__reduce__", "__reduce_ex__", "__setstate__"):
+                inherited = getattr(cls, special, None) is getattr(object, special, None)
+                assert inherited, f"{cls.__name__}.{special}"
+            assert "__slots__" not in vars(cls), cls.__name__
+    text = "SET a.b[1] = list_append(if_not_exists(#l, :e), :v) ADD n :one REMOVE x[0] DELETE s :d"
+    fresh = f.__func__(UpdateExpressionParser, text)
+    stack, seen = [fresh], set()
+    while stack:  # attributes and leaves the fast copy was written for, no node in two places
+        node = stack.pop()
+        assert id(node) not in seen
+        seen.add(id(node))
+        assert set(vars(node)) == {"type", "children", "parent"}, vars(node)
+        for child in node.children or []:
+            assert isinstance(child, ast_nodes.Node | str | int), type(child)
+            if isinstance(child, ast_nodes.Node):
+                assert child.parent is node
+                stack.append(child)
+    cached = UpdateExpressionParser.make(text)
+    assert cached is UpdateExpressionParser.make(text) and repr_tree(cached) == repr_tree(fresh)
+    _update_ast_callers_only_read_it()
+
+
+def _update_ast_callers_only_read_it() -> None:
+    """The cached tree is shared: each of moto's callers of make() may only call find_clauses on it or give
+    it to UpdateExpressionValidator (whose __init__ deep-copies it, see ddb_validator_copy)."""
+    import pkgutil
+
+    import moto.dynamodb as ddb
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
+
+    callers = [DynamoHandler.update_item, DynamoHandler.transact_write_items, DynamoDBBackend.update_item]
+    total = 0
+    for info in pkgutil.walk_packages(ddb.__path__, "moto.dynamodb."):
+        module = __import__(info.name, fromlist=["_"])
+        total += inspect.getsource(module).count("UpdateExpressionParser.make(")
+    assert total == len(callers), "a new caller of UpdateExpressionParser.make: check it only reads the tree"
+    allowed = [
+        r"update_expression_ast = UpdateExpressionParser\.make\(",
+        r"update_expression_ast\.find_clauses\(",
+        r"UpdateExpressionValidator\(\s*update_expression_ast,",
+    ]
+    for caller in callers:
+        text = source(caller)
+        assert "UpdateExpressionParser.make(" in text, caller
+        uses = len(re.findall(r"\bupdate_expression_ast\b", text))
+        assert uses == sum(len(re.findall(pattern, text)) for pattern in allowed), caller.__qualname__
+
+
+def _moto_module(name: str) -> Any:
+    """A moto module that moto marks ``# type: ignore`` (mypy sees none of its names)."""
+    import importlib
+
+    return importlib.import_module(name)
+
+
+def repr_tree(node: Any) -> Any:
+    """A Node tree as nested tuples (class, children...), parent links checked on the way."""
+    Node = _moto_module("moto.dynamodb.parsing.ast_nodes").Node
+
+    if not isinstance(node, Node):
+        return node
+    for child in node.children or []:
+        if isinstance(child, Node):
+            assert child.parent is node
+    return (type(node).__name__, tuple(repr_tree(child) for child in node.children or []))
+
+
+def _ddb_validator_copy(f: Any) -> None:
+    import copy
+
+    from moto.dynamodb.parsing import validators
+
+    assert f is copy.deepcopy  # validators imported deepcopy by name ...
+    assert "self.node_to_validate = deepcopy(expression)" in source(validators.Validator.__init__)
+    assert validators.deepcopy is moto_adapter._ast_deepcopy  # ... and now uses the AST copy
+
+
+def _ddb_condition_parse(f: Any) -> None:
+    # _condition_tree repeats parse's steps in parse's order, then parse's own _make_op_condition runs.
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    assert params(f) == ["self"]
+    steps = re.findall(r"nodes = self\.(_\w+)\(", source(f))
+    ours = re.findall(r"nodes = parser\.(_\w+)\(", source(moto_adapter._condition_tree))
+    assert steps == ours and len(steps) == 7
+    text = source(f)
+    for call in ("self._assert_no_redundant_parentheses(node)", "self._find_literals(node)",
+                 "self._find_expr_attr_values(node)", "op = self._make_op_condition(node)"):  # fmt: skip
+        assert call in text, call
+    # values are looked up while paths are parsed, split as _condition_tree splits them
+    assert 'node.value.replace("[", ".[").split(".")' in source(ConditionExpressionParser._parse_paths)
+    assert "_lookup_expression_attribute_value(name)" in source(ConditionExpressionParser._parse_path_element)
+    assert ConditionExpressionParser.Node._fields == ("nonterminal", "kind", "text", "value", "children")
+
+
+def _ddb_traverse(f: Any) -> None:
+    # _traverse builds each processor's map once: no traverser may override the walk, and every map must be
+    # a fixed {NodeClass: self.method} dict (not one that depends on state changing during the walk).
+    from moto.dynamodb.parsing import executors, validators
+
+    ast_nodes = _moto_module("moto.dynamodb.parsing.ast_nodes")
+    assert params(f) == ["self", "node"] and "traverse_node_recursively(node)" in source(f)
+    walk = source(ast_nodes.DepthFirstTraverser.traverse_node_recursively)
+    for part in ("self.pre_processing_of_child(node, i)", "isinstance(node, self.nodes_to_be_processed())",
+                 "node = self.process(node)", "parent_node.children[child_id] = node"):  # fmt: skip
+        assert part in walk, part
+    walkers: set[Any] = {
+        cls
+        for module in (validators, executors, ast_nodes)
+        for cls in vars(module).values()
+        if isinstance(cls, type) and issubclass(cls, ast_nodes.DepthFirstTraverser)
+    }
+    assert len(walkers) >= 11
+    for cls in walkers - {ast_nodes.DepthFirstTraverser}:
+        for method in ("traverse", "traverse_node_recursively", "process", "nodes_to_be_processed"):
+            assert method not in vars(cls), f"{cls.__name__} overrides {method}"
+        body = source(cls._processing_map)
+        assert re.search(r"return \{[^{}]*\}\s*$", body), cls.__name__
+        assert set(re.findall(r":\s*([\w.]+)", body.split("return {")[1])) <= {
+            f"self.{name}" for name in dir(cls)
+        }, cls.__name__
+
+
+
+def _ddb_transact(f: Any) -> None:
+    # moto snapshots each table with copy.deepcopy before the operations and puts the snapshot in place of
+    # the table on a cancellation; _table_snapshot rebuilds only what item writes change.
+    from moto.dynamodb.models import table as table_module
+
+    assert params(f) == ["self", "transact_items"]
+    text = source(f)
+    assert re.search(r"original_table_state\[table_name\] = copy\.deepcopy\(\s*self\.tables\[table_name\]",
+                     text)  # fmt: skip
+    assert text.count("self.tables[table_name] = original_table_state[table_name]") == 2
+    assert text.index("copy.deepcopy(") < text.index("for item in transact_items:\n            original_item")
+    # what an item write changes on a table: its items index and its stream shard's records
+    writes = source(table_module.Table.put_item) + source(table_module.Table.delete_item)
+    assert "self.items[hash_value][range_value] = item" in writes and "self.stream_shard.add(" in writes
+    assert set(re.findall(r"\bself\.(\w+)\s*(?:\[[^]]*\])*\s*=(?!=)", writes)) <= {"items"}
+    add = source(table_module.StreamShard.add)
+    assert set(re.findall(r"\bself\.(\w+)\s*=(?!=)", add)) <= {"items"} and "self.items.append(" in add
+    assert {"table", "items"} <= set(vars(table_module.StreamShard("1", None)))  # type: ignore[arg-type]
+    assert "self.items = defaultdict(dict)" in source(table_module.Table.__init__)
+
+
+def _ddb_transact_copy(value: Any) -> None:
+    import copy
+
+    from moto.dynamodb import models
+
+    assert value is copy  # moto.dynamodb.models imports the copy module ...
+    calls = set(re.findall(r"\bcopy\.(\w+)", inspect.getsource(models)))
+    assert calls == {"deepcopy"}, calls  # ... and only calls deepcopy (update_item, transact_write_items)
+    assert models.copy.deepcopy is moto_adapter._ddb_models_deepcopy
+
+
+def _ddb_item_size(f: Any) -> None:
+    # _item_init keeps LimitedSizeDict's check as a running total: same sizes, same limit, same order.
+    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+
+    assert params(f) == ["self", "hash_key", "range_key", "attrs"]
+    text = source(f)
+    assert "self.attrs = LimitedSizeDict()" in text and "self.attrs[key] = DynamoType(value)" in text
+    check = source(LimitedSizeDict.__setitem__)
+    assert f"> {moto_adapter._ITEM_SIZE_LIMIT}:" in check and "raise ItemSizeTooLarge" in check
+    assert "item.size() if type(item) is DynamoType else bytesize(str(item))" in check
+    assert "bytesize(key) + (" in check and "list(self.keys()) + list(self.values())" in check
+    assert DynamoType({"S": "abc"}).size() == 3
+
+def _branch_thread_name(f: Any) -> None:
+    assert params(f) == ["self"]
+    text = source(f)
+    assert 'name=f"BranchWorker_${self._program}"' in text
+    assert "TMP_THREADS.append(self._worker_thread)" in text
+    assert "target=self._thread_routine" in text and "daemon=True" in text
+
 CONTRACTS = {
+    "ddb_update_parse": _ddb_update_parse,
+    "ddb_validator_copy": _ddb_validator_copy,
+    "ddb_condition_parse": _ddb_condition_parse,
+    "ddb_traverse": _ddb_traverse,
+    "ddb_transact": _ddb_transact,
+    "ddb_transact_copy": _ddb_transact_copy,
+    "ddb_item_size": _ddb_item_size,
+    "branch_thread_name": _branch_thread_name,
     "json_deepcopy": _json_deepcopy,
     "xray_local_dispatch": _xray_local_dispatch,
     "moto_module_list": _moto_module_list,
