@@ -91,6 +91,10 @@ HOOKS: list[tuple[str, str]] = [
     ("activity_start_wait", f"{_P}.asl.eval.callback.callback.ActivityTaskStartEndpoint.wait"),
     ("program_timeout", f"{_P}.asl.component.program.program.Program.eval"),
     ("history_timestamp", f"{_P}.asl.eval.event.event_manager.EventManager._get_current_timestamp"),
+    # ~35 history events per 5-task EXPRESS run, each stamped with strftime (~5 % of the endpoint's CPU)
+    ("history_timestamp_format", f"{_P}.asl.eval.event.event_manager.iso_8601_datetime_with_milliseconds"),
+    # state input/output, Lambda payloads and size quotas encoded with a JSONEncoder subclass built per call
+    ("to_json_str", f"{_P}.asl.utils.encoding.to_json_str"),
     ("error_codes", f"{_P}.api.ServiceException"),
     ("parser_scope", f"{_P}.asl.parse.preprocessor.Preprocessor._query_language_per_scope"),
     ("integration_request", f"{_TASK}.service.state_task_service.StateTaskService._normalise_parameters"),
@@ -920,6 +924,25 @@ def _current_timestamp() -> datetime.datetime:
     return utcnow(_cfg().clock)
 
 
+def _history_timestamp_format(value: datetime.datetime | None = None) -> str:
+    """moto's iso_8601_datetime_with_milliseconds (``strftime(...)[:-3] + "Z"``, ~6 us) via isoformat (~2 us):
+    the same text for the timestamps the engine stamps its history events with."""
+    from moto.core.utils import utcnow as moto_utcnow
+
+    stamp = (value or moto_utcnow()).replace(tzinfo=None)
+    return stamp.isoformat(timespec="milliseconds") + "Z"
+
+
+def _to_json_str(obj: Any, separators: tuple[str, str] | None = None) -> str:
+    """moto's to_json_str for the engine's JSON values through json's own encoder (moto builds a JSONEncoder
+    subclass per call, whose only addition is a default for dates and other objects); anything JSON cannot
+    encode still goes to moto's."""
+    try:
+        return json.dumps(obj, separators=separators)
+    except (TypeError, ValueError):
+        return str(_ORIGINALS["to_json_str"](obj, separators))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Applying
 # ---------------------------------------------------------------------------------------------------------
@@ -948,6 +971,7 @@ _REPLACEMENTS: dict[str, Any] = {
     "activity_start_wait": _activity_start_wait,
     "program_timeout": _program_eval,
     "history_timestamp": staticmethod(_current_timestamp),
+    "history_timestamp_format": _history_timestamp_format,
     "parser_scope": _PerInstanceList(),
     "integration_request": _normalise_parameters,
     "integration_response": _normalise_response,
@@ -973,6 +997,9 @@ def _apply_patches() -> None:
         if hook == "boto_client_for":
             _rebind_by_name(_ORIGINALS[hook], _boto_client_for, attr)
             setattr(owner, attr, _boto_client_for)
+        elif hook == "to_json_str":
+            _rebind_by_name(_ORIGINALS[hook], _to_json_str, attr)
+            setattr(owner, attr, _to_json_str)
         elif hook == "jsonata_declarations":
             _rebind_by_name(_ORIGINALS[hook], _encode_jsonata_variable_declarations, attr)
             setattr(owner, attr, _encode_jsonata_variable_declarations)

@@ -175,6 +175,33 @@ def _history_timestamp(f: Any) -> None:
     assert isinstance(f, staticmethod) and "datetime.datetime.now" in source(f.__func__)
 
 
+def _history_timestamp_format(f: Any) -> None:
+    # moto's format for history timestamps: ours must give the same text for any datetime it is handed
+    import datetime
+
+    assert params(f) == ["value"] and 'strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"' in source(f)
+    for stamp in (
+        datetime.datetime(2026, 11, 23, 17, 6, 7, 34567),
+        datetime.datetime(2026, 1, 2, 3, 4, 5, 0, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 12, 31, 23, 59, 59, 999999),
+    ):
+        assert moto_adapter._history_timestamp_format(stamp) == f(stamp)
+
+
+def _to_json_str(f: Any) -> None:
+    # moto's encoder: json.dumps with a JSONEncoder subclass whose only addition is ``default``
+    import datetime
+
+    from moto.stepfunctions.parser.asl.utils import encoding
+
+    assert params(f) == ["obj", "separators"] and "cls=_DateTimeEncoder" in source(f)
+    assert {name for name in vars(encoding._DateTimeEncoder) if not name.startswith("__")} == {"default"}
+    when = datetime.datetime(2026, 11, 23, 17, 0, tzinfo=datetime.UTC)
+    for value in ({"a": [1, 2.5, None, True], "b": "é\n"}, [], "x", 3, {"when": when}, {"o": object}):
+        for separators in (None, (",", ":")):
+            assert moto_adapter._to_json_str(value, separators) == f(value, separators)
+
+
 def _error_codes(cls: Any) -> None:
     from moto.stepfunctions.parser import api
 
@@ -497,6 +524,8 @@ CONTRACTS = {
     "activity_start_wait": _activity_start_wait,
     "program_timeout": _program_timeout,
     "history_timestamp": _history_timestamp,
+    "history_timestamp_format": _history_timestamp_format,
+    "to_json_str": _to_json_str,
     "error_codes": _error_codes,
     "parser_scope": _parser_scope,
     "integration_request": _integration_request,
