@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import errno
 import faulthandler
+import gc
 import json
 import logging
 import os
@@ -265,6 +266,22 @@ def _stop_sidecars(procs: list[subprocess.Popen[bytes]]) -> None:
             signal.signal(signal.SIGINT, previous)
 
 
+GC_GEN0_THRESHOLD = 20_000  # CPython's default is 2,000 allocations
+
+
+def settle_garbage_collector() -> None:
+    """A started stack holds what start-up built (moto's backends and service models, botocore's, parsed
+    definitions): long-lived objects every full collection walked again. Freeze them (never collected, still
+    freed by reference counting) and collect the young generation every 20,000 allocations instead of
+    2,000. Later long-lived objects (log events, items, executions) still age as usual. Measured on
+    `make run`, 200 payments: the collector's time 711 -> ~540 ms, its longest pause (the endpoint stops for
+    it) 450 -> ~210 ms."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     from local.clock import RealClock
     from local.runtime import LocalRuntime
@@ -295,6 +312,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         if err is None:
             raise
         raise err from exc
+    settle_garbage_collector()
     try:
         if not stop.is_set():  # a signal during start-up: stop without announcing
             print(describe(runtime), flush=True)

@@ -540,3 +540,25 @@ def test_executions_and_history_against_dead_endpoint_are_one_line() -> None:
         history = cli("history", arn, "--endpoint-url", dead, timeout=20)
     assert_one_line_error(executions, "cannot reach", dead)
     assert_one_line_error(history, "cannot reach", dead)
+
+
+def test_a_started_stack_freezes_its_start_up_heap_and_collects_young_objects_less_often() -> None:
+    """`local start` settles the collector once started: what start-up built is frozen (full collections stop
+    walking moto's and botocore's models) and the young generation is collected every 20,000 allocations."""
+    import gc
+
+    from local.cli import GC_GEN0_THRESHOLD, settle_garbage_collector
+
+    before = gc.get_threshold()
+    built = [[n] for n in range(10)]  # containers alive at "start-up": the collector tracks them
+    try:
+        settle_garbage_collector()
+        assert gc.get_freeze_count() > len(built)
+        walked = {id(o) for o in gc.get_objects()}  # what collections still walk: not the frozen ones
+        assert not walked & {id(o) for o in built}
+        assert gc.get_threshold() == (GC_GEN0_THRESHOLD, before[1], before[2])
+        young = [[n] for n in range(10)]  # built later: collected as usual
+        assert {id(o) for o in young} <= {id(o) for o in gc.get_objects()}
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
