@@ -119,15 +119,20 @@ def keep_alive_handler() -> type:
         timeout = 300  # an idle connection's thread ends after this (clients reconnect transparently)
 
         def parse_request(self) -> bool:
-            """The stdlib's parse_request with the header block read by ``read_headers``: the stdlib checks
-            the request line (against an empty header block), then the headers are read and Connection and
-            Expect decided from them as the stdlib decides them."""
-            rfile, self.rfile = self.rfile, io.BytesIO(b"\r\n")
-            try:
-                if not super().parse_request():
-                    return False
-            finally:
-                self.rfile = rfile
+            """The stdlib's parse_request for an ``HTTP/1.0``/``HTTP/1.1`` request line, with the header block
+            read by ``read_headers`` (the stdlib hands even an empty block to email's parser); any other
+            request line (HTTP/0.9, 2.0, malformed) goes to the stdlib's own, headers and all."""
+            requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+            words = requestline.split()
+            if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):
+                return bool(super().parse_request())
+            self.requestline = requestline
+            self.command, path, self.request_version = words
+            # gh-87389: a path starting with // would read as a host to clients: reduce it (as the stdlib)
+            self.path = "/" + path.lstrip("/") if path.startswith("//") else path
+            self.close_connection = not (
+                self.request_version == "HTTP/1.1" and self.protocol_version >= "HTTP/1.1"
+            )
             try:
                 self.headers = headers = read_headers(self.rfile)
             except http.client.LineTooLong as err:

@@ -171,3 +171,23 @@ def test_request_headers_reach_moto_and_connection_close_is_honoured() -> None:
         with bad:
             bad.sendall(b"GET / HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n")
             assert bad.recv(100).startswith(b"HTTP/1.1 431")
+
+
+@pytest.mark.parametrize(
+    ("request_line", "answer"),
+    [
+        (b"GET /moto-api/ HTTP/1.0", b"HTTP/1.1 200 "),  # HTTP/1.0: answered, then closed
+        # the stdlib's own parse answers the rest (as HTTP/0.9: the error page without a status line)
+        (b"GET /moto-api/ HTTP/2.0", b"Error code: 505"),
+        (b"GET /moto-api/ HTTP/x.y", b"Error code: 400"),
+        (b"GET", b"Error code: 400"),
+    ],
+)
+def test_request_lines_are_judged_as_the_stdlib_judges_them(request_line: bytes, answer: bytes) -> None:
+    with AwsEndpoint(port=0) as endpoint:
+        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as sock:
+            sock.sendall(request_line + b"\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):  # every one of these ends with the server closing
+                data += chunk
+        assert answer in data[:2000], data[:200]
