@@ -139,6 +139,8 @@ class _Environment:
         self._emit = emit
         self.proc = proc
         self._ctrl_w, self._result_r = ctrl_w, result_r
+        self._unread = bytearray()  # read from the result pipe, not yet handed out as a frame
+        self._poller: select.poll | None = None
         self.pid = self.proc.pid
         self._fds: tuple[int, ...] = (self._ctrl_w, self._result_r)
         self._dispose_lock = threading.Lock()
@@ -214,28 +216,33 @@ class _Environment:
 
     def receive(self, deadline: float) -> dict[str, Any] | None:
         """The next frame, None if the worker exited; TimeoutError at ``deadline`` (monotonic)."""
-        header = self._read_exact(HEADER.size, deadline)
-        if header is None:
+        if not self._fill(HEADER.size, deadline):
             return None
-        body = self._read_exact(HEADER.unpack(header)[0], deadline)
-        return None if body is None else cast(dict[str, Any], json.loads(body))
+        size = HEADER.size + HEADER.unpack_from(self._unread)[0]
+        if not self._fill(size, deadline):
+            return None
+        body = bytes(self._unread[HEADER.size : size])
+        del self._unread[:size]
+        return cast(dict[str, Any], json.loads(body))
 
-    def _read_exact(self, size: int, deadline: float) -> bytes | None:
-        buf = bytearray()
-        poller = select.poll()
-        poller.register(self._result_r, select.POLLIN)
-        while len(buf) < size:
+    def _fill(self, size: int, deadline: float) -> bool:
+        """Read until ``size`` bytes are unread; False if the worker exited. A read takes whatever the pipe
+        holds (up to 64 KiB): a frame's header and body usually come in one read."""
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self._result_r, select.POLLIN)
+        while len(self._unread) < size:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not poller.poll(remaining * 1000):
+            if remaining <= 0 or not self._poller.poll(remaining * 1000):
                 raise TimeoutError
             try:
-                chunk = os.read(self._result_r, size - len(buf))
+                chunk = os.read(self._result_r, max(65536, size - len(self._unread)))
             except OSError:  # disposed meanwhile
-                return None
+                return False
             if not chunk:
-                return None
-            buf += chunk
-        return bytes(buf)
+                return False
+            self._unread += chunk
+        return True
 
     # -- end of life ----------------------------------------------------------------------------------------
     @property
