@@ -91,6 +91,10 @@ HOOKS: list[tuple[str, str]] = [
     ("activity_start_wait", f"{_P}.asl.eval.callback.callback.ActivityTaskStartEndpoint.wait"),
     ("program_timeout", f"{_P}.asl.component.program.program.Program.eval"),
     ("history_timestamp", f"{_P}.asl.eval.event.event_manager.EventManager._get_current_timestamp"),
+    # every level of the engine logged each failure (a Fail state, a caught task error) at ERROR with the repr
+    # of its component tree: noise in `make run` on every declined card, and CPU on every failure path
+    ("engine_failure_log", f"{_P}.asl.component.eval_component.EvalComponent._log_failure_event_exception"),
+    ("engine_exception_log", f"{_P}.asl.component.eval_component.EvalComponent._log_exception"),
     # ~35 history events per 5-task EXPRESS run, each stamped with strftime (~5 % of the endpoint's CPU)
     ("history_timestamp_format", f"{_P}.asl.eval.event.event_manager.iso_8601_datetime_with_milliseconds"),
     # state input/output, Lambda payloads and size quotas encoded with a JSONEncoder subclass built per call
@@ -924,6 +928,18 @@ def _current_timestamp() -> datetime.datetime:
     return utcnow(_cfg().clock)
 
 
+def _engine_failure_log(self: Any, failure_event_exception: Any) -> None:
+    """moto's failure log, at DEBUG: an execution's failures are in its history (and its state machine's
+    CloudWatch log group when logging is on), where Step Functions reports them."""
+    if logging.getLogger(_P + ".asl.component.eval_component").isEnabledFor(logging.DEBUG):
+        _ORIGINALS["engine_failure_log"](self, failure_event_exception)
+
+
+def _engine_exception_log(self: Any, exception: Exception) -> None:
+    if logging.getLogger(_P + ".asl.component.eval_component").isEnabledFor(logging.DEBUG):
+        _ORIGINALS["engine_exception_log"](self, exception)
+
+
 def _history_timestamp_format(value: datetime.datetime | None = None) -> str:
     """moto's iso_8601_datetime_with_milliseconds (``strftime(...)[:-3] + "Z"``, ~6 us) via isoformat (~2 us):
     the same text for the timestamps the engine stamps its history events with."""
@@ -972,6 +988,8 @@ _REPLACEMENTS: dict[str, Any] = {
     "program_timeout": _program_eval,
     "history_timestamp": staticmethod(_current_timestamp),
     "history_timestamp_format": _history_timestamp_format,
+    "engine_failure_log": _engine_failure_log,
+    "engine_exception_log": _engine_exception_log,
     "parser_scope": _PerInstanceList(),
     "integration_request": _normalise_parameters,
     "integration_response": _normalise_response,

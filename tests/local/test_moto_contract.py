@@ -197,9 +197,21 @@ def _to_json_str(f: Any) -> None:
     assert params(f) == ["obj", "separators"] and "cls=_DateTimeEncoder" in source(f)
     assert {name for name in vars(encoding._DateTimeEncoder) if not name.startswith("__")} == {"default"}
     when = datetime.datetime(2026, 11, 23, 17, 0, tzinfo=datetime.UTC)
-    for value in ({"a": [1, 2.5, None, True], "b": "é\n"}, [], "x", 3, {"when": when}, {"o": object}):
+    values: list[Any] = [{"a": [1, 2.5, None, True], "b": "é\n"}, [], "x", 3, {"when": when}, {"o": object}]
+    for value in values:
         for separators in (None, (",", ":")):
             assert moto_adapter._to_json_str(value, separators) == f(value, separators)
+
+
+def _engine_failure_log(f: Any) -> None:
+    # moto's per-level failure log: what it writes, and that nothing but logging happens in it
+    assert params(f) == ["self", "failure_event_exception"]
+    assert "LOG.error(" in source(f) and "repr(self)" in source(f) and "raise" not in source(f)
+
+
+def _engine_exception_log(f: Any) -> None:
+    assert params(f) == ["self", "exception"]
+    assert "LOG.error(" in source(f) and "repr(self)" in source(f) and "raise" not in source(f)
 
 
 def _error_codes(cls: Any) -> None:
@@ -525,6 +537,8 @@ CONTRACTS = {
     "program_timeout": _program_timeout,
     "history_timestamp": _history_timestamp,
     "history_timestamp_format": _history_timestamp_format,
+    "engine_failure_log": _engine_failure_log,
+    "engine_exception_log": _engine_exception_log,
     "to_json_str": _to_json_str,
     "error_codes": _error_codes,
     "parser_scope": _parser_scope,
@@ -776,3 +790,25 @@ def test_xray_queries_and_map_answered_on_the_endpoint() -> None:
         assert any(n["name"] == "acquirer.example" for n in data["nodes"])
         assert xray.batch_get_traces(TraceIds=[trace_id])["Traces"][0]["Id"] == trace_id  # still moto's
     moto_adapter.install(clock=VirtualClock(), lambda_invoker=_NoInvoker(), endpoint_url="http://127.0.0.1:1")
+
+
+def test_engine_failure_logs_only_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    """A failure is logged (with the component's repr, as moto does) only when its logger is at DEBUG."""
+    import logging
+
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+
+    class Boom(EvalComponent):
+        def _eval_body(self, env: Any) -> None:
+            raise ValueError("boom")
+
+        def __repr__(self) -> str:
+            return "Boom()"
+
+    name = "moto.stepfunctions.parser.asl.component.eval_component"
+    with caplog.at_level(logging.INFO, logger=name):
+        Boom()._log_exception(ValueError("boom"))
+    assert caplog.records == []
+    with caplog.at_level(logging.DEBUG, logger=name):
+        Boom()._log_exception(ValueError("boom"))
+    assert [r.levelname for r in caplog.records] == ["ERROR"] and "Boom()" in caplog.records[0].getMessage()
