@@ -23,6 +23,7 @@ from typing import Any
 import boto3
 
 from bench.stats import Figures, figures, table
+from local.cli import settle_garbage_collector
 from local.clock import RealClock
 from local.runtime import LocalRuntime, RuntimeConfig, client_environment
 
@@ -130,6 +131,7 @@ def bench_local(count: int) -> None:
     config = RuntimeConfig(template=HERE / "fixture" / "template.yaml", aws_port=0, api_port=0, xray_port=0)
     config.echo_logs = False
     with LocalRuntime(config, clock=RealClock()) as rt:
+        settle_garbage_collector()  # what `local start` does once started
         os.environ.update(client_environment(rt.endpoint_url, "us-east-1"))
         sfn = boto3.client("stepfunctions", endpoint_url=rt.endpoint_url, region_name="us-east-1")
         arns = {sm.logical_id: sm.arn for sm in rt.model.state_machines.values()}
