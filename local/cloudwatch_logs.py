@@ -178,7 +178,13 @@ class CloudWatchLogsSink(BackgroundUploader):
                         "send", "CloudWatch Logs: could not upload to %s: %s", self.endpoint_url, exc
                     )
             if self.metrics.pending():
-                self.metrics.flush(self._cloudwatch())
+                self.metrics.flush(self._put_metric_data)
+
+    def _put_metric_data(self, namespace: str, metric_data: list[dict[str, Any]]) -> None:
+        if self.in_process:  # no botocore round trip (it was ~3 % of the endpoint's CPU per payment)
+            moto_adapter.put_metric_data(self.region, namespace, metric_data)
+        else:
+            self._cloudwatch().put_metric_data(Namespace=namespace, MetricData=metric_data)
 
     def _cloudwatch(self) -> Any:
         if self._metrics_client is None:

@@ -8,7 +8,7 @@ metric data, as CloudWatch Logs does for Lambda. Powertools Metrics (and any EMF
 
 gives one datum per (directive, dimension set, metric): dimension values and metric values are the root
 members of those names; a value is a number or an array of numbers. ``parse_emf`` is pure;
-``EmfForwarder`` buffers the data and sends it with PutMetricData.
+``EmfForwarder`` buffers the data and sends it in PutMetricData batches.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import logging
 import math
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,8 +165,8 @@ def metric_data(points: list[MetricPoint]) -> dict[str, list[dict[str, Any]]]:
 
 
 class EmfForwarder:
-    """Buffers the metric data of EMF lines; ``flush(client)`` sends it with PutMetricData (the caller
-    owns the CloudWatch client and the upload thread)."""
+    """Buffers the metric data of EMF lines; ``flush(put)`` sends it in PutMetricData batches (the caller
+    owns the way to CloudWatch and the upload thread)."""
 
     def __init__(self, max_buffered: int = 100_000) -> None:
         self._lock = threading.Lock()
@@ -200,14 +201,15 @@ class EmfForwarder:
         with self._lock:
             return len(self._points)
 
-    def flush(self, client: Any) -> None:
+    def flush(self, put: Callable[[str, list[dict[str, Any]]], object]) -> None:
+        """Send what is buffered: ``put(namespace, metric_data)`` per PutMetricData-sized batch."""
         with self._lock:
             points, self._points = self._points, []
         for namespace, data in metric_data(points).items():
             for i in range(0, len(data), PUT_MAX_DATUMS):
                 batch = data[i : i + PUT_MAX_DATUMS]
                 try:
-                    client.put_metric_data(Namespace=namespace, MetricData=batch)
+                    put(namespace, batch)
                 except Exception as exc:
                     self.dropped += len(batch)
                     self._warn_once("send", "EMF: PutMetricData failed: %s", exc)

@@ -1621,6 +1621,24 @@ def put_log_events(region: str, group: str, stream: str, events: list[dict[str, 
     return {"nextSequenceToken": token, **({"rejectedLogEventsInfo": rejected} if rejected else {})}
 
 
+def put_metric_data(region: str, namespace: str, metric_data: list[dict[str, Any]]) -> None:
+    """PutMetricData straight into moto's CloudWatch backend (default account), for the runtime's EMF
+    forwarder in the endpoint's own process. ``metric_data`` is the API's MetricData (Timestamp a datetime),
+    as moto's request parser hands it to the backend (a naive UTC Timestamp: what its parser makes of the
+    wire's); moto's validation errors are raised as the API's."""
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    def parsed(datum: dict[str, Any]) -> dict[str, Any]:
+        stamp = datum.get("Timestamp")
+        if isinstance(stamp, datetime.datetime) and stamp.tzinfo is not None:
+            return {**datum, "Timestamp": stamp.astimezone(datetime.UTC).replace(tzinfo=None)}
+        return datum
+
+    backend = cloudwatch_backends[DEFAULT_ACCOUNT_ID][region]
+    backend.put_metric_data(namespace, [parsed(datum) for datum in metric_data])
+
+
 def put_trace_segments(region: str, documents: list[str]) -> dict[str, Any]:
     """PutTraceSegments straight into moto's X-Ray backend (default account), for the runtime's segment
     forwarder in the endpoint's own process; answers what the API answers (``UnprocessedTraceSegments``)."""

@@ -721,6 +721,63 @@ def test_put_log_events_lands_where_the_logs_api_reads() -> None:
         ] == {"tooOldLogEventEndIndex": 0}
 
 
+def test_put_metric_data_stores_what_the_api_stores() -> None:
+    """The EMF forwarder's MetricData (local.emf.metric_data) sent through the API and straight into the
+    backend: the same data points, and GetMetricStatistics answers the same for both."""
+    import datetime
+
+    import boto3
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    from local.aws_endpoint import AwsEndpoint
+    from local.emf import MetricPoint, metric_data
+
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    point = MetricPoint(
+        namespace="",
+        name="Paid",
+        dimensions=(("service", "api"), ("workflow", "express")),
+        unit="Milliseconds",
+        storage_resolution=60,
+        timestamp_ms=int(now.timestamp() * 1000),
+        values=(12.5, 12.5, 40.0),
+    )
+    region = "eu-central-1"
+    backend = cloudwatch_backends[DEFAULT_ACCOUNT_ID][region]
+    with AwsEndpoint(port=0) as endpoint:
+        cw = boto3.client(
+            "cloudwatch", endpoint_url=endpoint.url, region_name=region, aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )  # fmt: skip
+        for namespace, direct in (("Contract/Api", False), ("Contract/Direct", True)):
+            data = metric_data([MetricPoint(**{**point.__dict__, "namespace": namespace})])[namespace]
+            if direct:
+                moto_adapter.put_metric_data(region, namespace, data)
+            else:
+                cw.put_metric_data(Namespace=namespace, MetricData=data)  # type: ignore[arg-type]
+
+        def stored(namespace: str) -> list[tuple[Any, ...]]:
+            return sorted(
+                (d.name, getattr(d, "value", None), d.timestamp, d.unit, [(x.name, x.value) for x in dims])
+                for d in backend.metric_data
+                for dims in [d.dimensions]
+                if d.namespace == namespace
+            )
+
+        assert stored("Contract/Api") == stored("Contract/Direct") and len(stored("Contract/Api")) == 3
+
+        def statistics(namespace: str) -> Any:
+            return cw.get_metric_statistics(
+                Namespace=namespace, MetricName="Paid", Dimensions=[
+                    {"Name": "service", "Value": "api"}, {"Name": "workflow", "Value": "express"}
+                ], StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=5),
+                Period=60, Statistics=["Sum", "SampleCount", "Maximum"],
+            )["Datapoints"]  # fmt: skip
+
+        assert statistics("Contract/Direct") == statistics("Contract/Api") != []
+
+
 def test_put_trace_segments_stores_what_the_api_stores() -> None:
     import json
 
