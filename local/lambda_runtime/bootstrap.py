@@ -260,33 +260,41 @@ INIT_MARKER = "init"  # after the nonce: never a request id (those are UUIDs)
 
 def main(argv: list[str]) -> int:
     ctrl_fd, result_fd, nonce = int(argv[1]), int(argv[2]), argv[3]
-    layer_paths = json.loads(argv[4])
-    task_root = os.environ["LAMBDA_TASK_ROOT"]
-    for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(encoding="utf-8", errors="backslashreplace", line_buffering=True)  # type: ignore[union-attr]
-    setup_sys_path(task_root, layer_paths)
-    os.chdir(task_root)
-    setup_logging()
-
-    handler, init_error = load_handler(os.environ["_HANDLER"])
+    handler, init_error = init_phase(json.loads(argv[4]))
     if init_error is not None:
         log_error(init_error)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.write(1, f"{nonce}{INIT_MARKER}\n".encode())  # the init phase's output ends here (before START)
+    end_of_output(nonce, INIT_MARKER)  # the init phase's output ends here (before START)
     write_frame(result_fd, {"type": "ready", "error": init_error})
     if init_error is not None:
         return 0
     return serve(handler, ctrl_fd, result_fd, nonce)
 
 
+def init_phase(layer_paths: list[str]) -> tuple[Any, dict[str, Any] | None]:
+    """Lambda's init phase: the function's code and layers on sys.path, its folder as cwd, logging set up,
+    the handler's module imported: (handler, init error or None)."""
+    task_root = os.environ["LAMBDA_TASK_ROOT"]
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(encoding="utf-8", errors="backslashreplace", line_buffering=True)  # type: ignore[union-attr]
+    setup_sys_path(task_root, layer_paths)
+    os.chdir(task_root)
+    setup_logging()
+    return load_handler(os.environ["_HANDLER"])
+
+
+def end_of_output(nonce: str, tag: str) -> None:
+    """Everything written so far belongs to ``tag`` (the init phase or a request id): flush, then the marker
+    line the pool's log reader splits on."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.write(1, f"{nonce}{tag}\n".encode())
+
+
 def serve(handler: Any, ctrl_fd: int, result_fd: int, nonce: str) -> int:
     """The invocation loop, until the parent closes the control pipe."""
     while (message := read_frame(ctrl_fd)) is not None:
         outcome = invoke(handler, message)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.write(1, f"{nonce}{message['request_id']}\n".encode())
+        end_of_output(nonce, message["request_id"])
         outcome.update(type="result", max_memory_mb=_max_memory_mb())
         write_frame(result_fd, outcome)
     return 0
@@ -383,9 +391,7 @@ def _restore_child(sock: Any, fds: list[int], nonce: str, handler: Any, wakeup: 
         error, seconds = _run_hooks("after_restore")
         if error is not None:
             log_error(error)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.write(1, f"{nonce}{INIT_MARKER}\n".encode())
+        end_of_output(nonce, INIT_MARKER)
         write_frame(result_fd, {"type": "ready", "error": error, "hooks_ms": seconds * 1000})
         code = 0 if error is not None else serve(handler, ctrl_fd, result_fd, nonce)
     except BaseException:
@@ -402,15 +408,8 @@ def snapshot_main(argv: list[str]) -> int:
     import socket
 
     sock = socket.socket(fileno=int(argv[1]))
-    nonce, layer_paths = argv[2], json.loads(argv[3])
-    task_root = os.environ["LAMBDA_TASK_ROOT"]
-    for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(encoding="utf-8", errors="backslashreplace", line_buffering=True)  # type: ignore[union-attr]
-    setup_sys_path(task_root, layer_paths)
-    os.chdir(task_root)
-    setup_logging()
-
-    handler, error = load_handler(os.environ["_HANDLER"])
+    nonce = argv[2]
+    handler, error = init_phase(json.loads(argv[3]))
     hooks_error = None
     if error is None:
         hooks_error, _ = _run_hooks("before_snapshot")
@@ -425,9 +424,7 @@ def snapshot_main(argv: list[str]) -> int:
                 "[WARNING] SnapStart: thread(s) running at snapshot time are not restored: "
                 f"{', '.join(threads)}\n"
             )
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.write(1, f"{nonce}{INIT_MARKER}\n".encode())
+    end_of_output(nonce, INIT_MARKER)
     _send(sock, {"type": "ready", "error": error, "phase": "hook" if hooks_error else "init"})
     if error is not None:
         return 0
