@@ -8,6 +8,7 @@ python -m bench payments   # payment API: sync POST /payments with the acquirer 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from typing import Any
 
 import boto3
 
-from bench.stats import Figures, figures, table
+from bench.stats import Figures, children, cpu_seconds, figures, table
 from local.cli import settle_garbage_collector
 from local.clock import RealClock
 from local.runtime import LocalRuntime, RuntimeConfig, client_environment
@@ -78,20 +79,13 @@ def _stack_process(template: Path) -> tuple[subprocess.Popen[str], str, dict[str
     return proc, endpoint, arns
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process and its children so far (the `local start` server and its Lambda
-    workers): a figure that, unlike latency, does not move with what else the machine is doing."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / ticks
+def _stack_cpu_seconds(pid: int) -> float:
+    """CPU of the `local start` server and its Lambda workers so far: a figure that, unlike latency, does
+    not move with what else the machine is doing."""
+    total = cpu_seconds(pid)
+    for child in children(pid):
+        with contextlib.suppress(OSError):  # a worker that ended meanwhile
+            total += cpu_seconds(child)
     return total
 
 
@@ -102,13 +96,13 @@ def bench_local_process(count: int) -> tuple[list[Figures], float]:
         sfn = boto3.client("stepfunctions", endpoint_url=endpoint, region_name="us-east-1")
         _sync_runs(sfn, arns["FiveTasks"], 30, 1)
         rows = []
-        cpu_before, runs = _cpu_seconds(proc.pid), 0
+        cpu_before, runs = _stack_cpu_seconds(proc.pid), 0
         for workers in (1, 2, 4):
             samples, wall = _sync_runs(sfn, arns["FiveTasks"], count, workers)
             runs += count
             label = f"`local start` process, 5 Lambda tasks, {workers} client{'s' if workers > 1 else ''}"
             rows.append(figures(label, samples, wall))
-        return rows, 1000 * (_cpu_seconds(proc.pid) - cpu_before) / runs
+        return rows, 1000 * (_stack_cpu_seconds(proc.pid) - cpu_before) / runs
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)

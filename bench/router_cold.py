@@ -17,7 +17,6 @@ The two kinds alternate, so both see the same machine.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import statistics
@@ -29,20 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bench.stats import Figures, figures, table
+from bench.stats import Figures, children, cpu_seconds, figures, table
 from local.lambda_runtime.snapstart import RestoredProcess, SnapshotProcess
 from tests.app.stack import APPROVED, MERCHANT_A_KEY, PaymentsApi, StackProcess, payment_body
 
 _SUFFIX = "RouterFunction"
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):  # the process or one of its threads may end meanwhile
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                found += [int(child) for child in (task / "children").read_text().split()]
-    return found
 
 
 def _router_worker(stack_pid: int) -> tuple[list[str], dict[str, str], str]:
@@ -50,7 +40,7 @@ def _router_worker(stack_pid: int) -> tuple[list[str], dict[str, str], str]:
     stack = [stack_pid]
     while stack:
         pid = stack.pop()
-        stack += _children(pid)
+        stack += children(pid)
         try:
             raw = Path(f"/proc/{pid}/environ").read_bytes()
         except OSError:
@@ -90,16 +80,6 @@ def _event(idempotency_key: str) -> dict[str, Any]:
         "body": json.dumps(payment_body(APPROVED)),
         "isBase64Encoded": False,
     }
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU time the process has used so far (all its threads; ns resolution): unlike wall time, it does
-    not grow when other processes share the machine."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
 
 
 class _Worker:
@@ -148,11 +128,11 @@ class _Worker:
         frame = self._read(self._result_r)
         if frame is None or frame.get("error"):
             raise RuntimeError(f"router init failed: {frame}")
-        return time.perf_counter() - self.started, _cpu_seconds(self.proc.pid)
+        return time.perf_counter() - self.started, cpu_seconds(self.proc.pid)
 
     def invoke(self) -> tuple[float, float]:
         """(wall, CPU of this worker) seconds of one sync POST /payments."""
-        cpu = _cpu_seconds(self.proc.pid)
+        cpu = cpu_seconds(self.proc.pid)
         root = f"1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}"
         trace = f"Root={root};Parent={uuid.uuid4().hex[:16]};Sampled=1"
         message = {
@@ -172,7 +152,7 @@ class _Worker:
         body = json.loads(answer["body"]) if answer and answer.get("statusCode") == 200 else {}
         if body.get("status") != "succeeded":
             raise RuntimeError(f"router answer: {result}")
-        return elapsed, _cpu_seconds(self.proc.pid) - cpu
+        return elapsed, cpu_seconds(self.proc.pid) - cpu
 
     def close(self) -> None:
         os.close(self._ctrl_w)  # the bootstrap's loop ends when its control pipe closes

@@ -1,9 +1,11 @@
-"""Small helpers to turn latency samples into the figures the benchmarks print."""
+"""Small helpers to turn latency samples into the figures the benchmarks print, and to read CPU time."""
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -33,3 +35,22 @@ def table(rows: list[Figures], extra: dict[str, str] | None = None) -> str:
     for key, value in (extra or {}).items():
         lines.append(f"{key}: {value}")
     return "\n".join(lines)
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):  # the process or one of its threads may end meanwhile
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process has used so far (all its threads; ns resolution): unlike wall time, it does
+    not grow when other processes share the machine."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
