@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import boto3
 import pytest
 import requests
 
 from local.cli import CliError, parse_overrides
+from tests.local.clients import local_client
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = "tests/local/fixtures/stack/template.yaml"
@@ -155,13 +155,7 @@ class Stack:
         return "".join(line for line in self.stderr if line)
 
     def client(self, service: str) -> Any:
-        return boto3.client(  # type: ignore[call-overload]
-            service,
-            endpoint_url=self.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
+        return local_client(self.endpoint_url, service)
 
     def stop(self, sig: signal.Signals, timeout: float = 20) -> tuple[int, float]:
         started = time.monotonic()

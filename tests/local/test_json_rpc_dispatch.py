@@ -10,12 +10,12 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 from local import moto_adapter
 from local.aws_endpoint import AwsEndpoint, _call_whole, _dispatch_in_process
 from local.clock import VirtualClock
+from tests.local.clients import local_client
 
 _VOLATILE = {"date", "x-amzn-requestid", "x-amz-request-id", "x-amz-crc32", "x-amz-id-2"}
 
@@ -34,14 +34,7 @@ def endpoint() -> Iterator[AwsEndpoint]:
 
 
 def _client(endpoint: AwsEndpoint, service: str) -> Any:
-    factory: Any = boto3.client  # a service chosen at run time: no typed overload applies
-    return factory(
-        service,
-        endpoint_url=endpoint.url,
-        region_name="eu-west-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    return local_client(endpoint.url, service, "eu-west-1")
 
 
 Answer = tuple[str, dict[str, str], bytes]

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
 
 from local.clock import VirtualClock
 from local.runtime import LocalRuntime, RuntimeConfig, client_environment
+from tests.local.clients import local_client
 
 FIXTURE = Path(__file__).parent / "fixtures" / "stack" / "template.yaml"
 API_KEY = "fixture-key-0123456789abcdef"
@@ -45,14 +45,7 @@ def runtime() -> Iterator[LocalRuntime]:
 
 
 def _client(rt: LocalRuntime, service: str) -> Any:
-    # Own fake credentials: a test using this helper must not depend on another test having set them.
-    return boto3.client(  # type: ignore[call-overload]
-        service,
-        endpoint_url=rt.endpoint_url,
-        region_name=rt.model.region,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    return local_client(rt.endpoint_url, service, rt.model.region)
 
 
 def _arn(rt: LocalRuntime, logical_id: str) -> str:

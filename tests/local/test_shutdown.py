@@ -20,13 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from local.clock import RealClock
 from local.ports import InvokeResult
 from local.runtime import LocalRuntime, RuntimeConfig
 from local.uploader import BackgroundUploader
+from tests.local.clients import local_client
 from tests.local.test_cli import Stack, _alive, _children
 
 FIXTURE = Path(__file__).parent / "fixtures" / "shutdown" / "template.yaml"
@@ -35,13 +35,7 @@ IN_PROCESS_BOUND_S = 3.0  # LocalRuntime.stop() alone (no interpreter exit, no s
 
 
 def _client(endpoint_url: str, service: str) -> Any:
-    return boto3.client(  # type: ignore[call-overload]
-        service,
-        endpoint_url=endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    return local_client(endpoint_url, service)
 
 
 def _busy_pids(pidfile: Path, count: int, timeout: float = 60.0) -> set[int]:

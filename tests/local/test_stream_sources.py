@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from local.clock import VirtualClock
 from local.errors import LocalRuntimeError
 from local.runtime import LocalRuntime, RuntimeConfig
 from local.stream_sources import table_name_of
+from tests.local.clients import local_client
 
 FIXTURE = Path(__file__).parent / "fixtures" / "streams" / "template.yaml"
 
@@ -34,13 +34,7 @@ def runtime() -> Iterator[LocalRuntime]:
 
 
 def _client(rt: LocalRuntime, service: str) -> Any:
-    return boto3.client(  # type: ignore[call-overload]
-        service,
-        endpoint_url=rt.endpoint_url,
-        region_name=rt.model.region,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    return local_client(rt.endpoint_url, service, rt.model.region)
 
 
 def _table(rt: LocalRuntime, logical_id: str) -> str:

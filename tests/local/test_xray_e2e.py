@@ -14,12 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
 
 from local.clock import VirtualClock
 from local.runtime import LocalRuntime, RuntimeConfig
+from tests.local.clients import local_client
 
 FIXTURE = Path(__file__).parent / "fixtures" / "xray" / "template.yaml"
 
@@ -71,13 +71,7 @@ def runtime(acquirer: int) -> Iterator[LocalRuntime]:
 
 
 def client(rt: LocalRuntime, service: str) -> Any:
-    return boto3.client(  # type: ignore[call-overload]
-        service,
-        endpoint_url=rt.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    return local_client(rt.endpoint_url, service)
 
 
 def eventually[T](probe: Callable[[], T | None], timeout: float = 20.0) -> T:
