@@ -27,6 +27,12 @@ class FunctionSpec:
     tracing: bool  # Tracing: Active
     architectures: list[str] = field(default_factory=lambda: ["x86_64"])
     log_level: str | None = None  # LoggingConfig.ApplicationLogLevel if given
+    # AutoPublishAlias: the published version (SAM publishes one per deployment; locally always "1") and the
+    # aliases pointing at it; None when the function publishes none. snap_start: SnapStart ApplyOn
+    # PublishedVersions, for that version.
+    published_version: str | None = None
+    aliases: tuple[str, ...] = ()
+    snap_start: bool = False
 
 
 @dataclass

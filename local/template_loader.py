@@ -43,7 +43,6 @@ from local.intrinsics import (
     scalar_text,
     stable_token,
 )
-from local.lambda_runtime.snapstart import PublishedFunctionSpec
 from local.model import (
     AlarmSpec,
     ApiKeySpec,
@@ -560,7 +559,7 @@ class _StackBuilder:
         logging_config = props.get("LoggingConfig") or {}
         reserved = props.get("ReservedConcurrentExecutions")
         published = self._published_version(logical_id, props, runtime)
-        self.model.functions[name] = (PublishedFunctionSpec if published else FunctionSpec)(
+        self.model.functions[name] = FunctionSpec(
             logical_id=logical_id,
             function_name=name,
             arn=self.table.getatt(logical_id, "Arn"),
@@ -609,7 +608,8 @@ class _StackBuilder:
                     f"SnapStart ignored: Lambda refuses it with {'; '.join(refusals)}",
                 )
                 snap_start = False
-        return {"version": "1", "aliases": tuple(name for _, name in aliases), "snap_start": snap_start}
+        names = tuple(name for _, name in aliases)
+        return {"published_version": "1", "aliases": names, "snap_start": snap_start}
 
     # -- Step Functions --
 

@@ -36,7 +36,6 @@ from local.lambda_runtime.bootstrap import HEADER, INIT_MARKER, write_frame
 from local.lambda_runtime.snapstart import (
     RESTORE_TIMEOUT,
     FunctionStateException,
-    PublishedFunctionSpec,
     RestoredProcess,
     SnapshotProcess,
     SnapStartException,
@@ -398,7 +397,7 @@ class LambdaPool:
         # is not slowed; its first invocation waits for the snapshot if needed.
         self._snapshots: dict[str, SnapshotProcess] = {}
         for spec in self._functions.values():
-            if isinstance(spec, PublishedFunctionSpec) and spec.snap_start:
+            if spec.snap_start:
                 self._snapshots[spec.function_name] = self._snapshot(spec)
 
     # -- public API -----------------------------------------------------------------------------------------
@@ -506,8 +505,8 @@ class LambdaPool:
         # A function with AutoPublishAlias has version 1 and its aliases; any other qualifier of it does not
         # exist. Functions without published versions run every qualifier as $LATEST (lenient, as before).
         if (
-            isinstance(spec, PublishedFunctionSpec)
-            and qualifier not in (None, "$LATEST", spec.version)
+            spec.published_version is not None
+            and qualifier not in (None, "$LATEST", spec.published_version)
             and qualifier not in spec.aliases
         ):
             raise ResourceNotFoundException(f"Function not found: {spec.arn}:{qualifier}")
@@ -517,8 +516,8 @@ class LambdaPool:
     def _version(spec: FunctionSpec, invoked_arn: str) -> str:
         """The version an invocation runs: the published one for its number or an alias, else $LATEST."""
         qualifier = invoked_arn[len(spec.arn) + 1 :]
-        if isinstance(spec, PublishedFunctionSpec) and qualifier not in ("", "$LATEST"):
-            return spec.version
+        if spec.published_version is not None and qualifier not in ("", "$LATEST"):
+            return spec.published_version
         return "$LATEST"
 
     def _acquire(self, spec: FunctionSpec, version: str = "$LATEST") -> _Environment | None:
@@ -683,11 +682,13 @@ class LambdaPool:
         return env, outcome, (started, time.monotonic())
 
     # -- SnapStart ------------------------------------------------------------------------------------------
-    def _snapshot(self, spec: PublishedFunctionSpec) -> SnapshotProcess:
+    def _snapshot(self, spec: FunctionSpec) -> SnapshotProcess:
         """Publish the version: its snapshot process (init + before-snapshot hooks), in the background."""
+        version = spec.published_version
+        assert version is not None, "the loader sets snap_start only on a published version"
         snapshot = SnapshotProcess(
             self._argv_head,
-            self._worker_environment(spec, spec.version, snap_start=True),
+            self._worker_environment(spec, version, snap_start=True),
             spec.code_dir,
             json.dumps([str(p) for p in layer_paths(spec.layer_dirs)]),
             lambda line: self._log(spec, line, None),
@@ -714,7 +715,7 @@ class LambdaPool:
                     "SnapStart %s version %s: snapshot failed (%s: %s); the version is in state Failed and "
                     "its invocations answer ResourceConflictException",
                     spec.function_name,
-                    spec.version,
+                    version,
                     error_type,
                     failure.error.get("errorMessage"),
                 )

@@ -26,21 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
-from local.model import FunctionSpec
 from local.ports import LambdaServiceError
 
 RESTORE_TIMEOUT = 10.0  # Lambda's limit for the Restore phase (after-restore hooks included)
 _MAX_MESSAGE = 65536
-
-
-@dataclass
-class PublishedFunctionSpec(FunctionSpec):
-    """A function with ``AutoPublishAlias``: it has a published version (SAM publishes one per deployment;
-    locally always "1") and aliases pointing at it. ``snap_start``: SnapStart ApplyOn PublishedVersions."""
-
-    version: str = "1"
-    aliases: tuple[str, ...] = ()
-    snap_start: bool = False
 
 
 class SnapStartException(LambdaServiceError):

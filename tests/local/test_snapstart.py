@@ -23,7 +23,6 @@ from local.lambda_runtime import LambdaPool
 from local.lambda_runtime.pool import ThrottledException
 from local.lambda_runtime.snapstart import (
     FunctionStateException,
-    PublishedFunctionSpec,
     SnapStartException,
 )
 from local.model import StackModel
@@ -102,10 +101,9 @@ def snap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snap]:
 
 def test_template_alias_and_snapstart_are_understood(snap: Snap) -> None:
     spec = snap.model.functions["snap"]
-    assert isinstance(spec, PublishedFunctionSpec)
-    assert (spec.version, spec.aliases, spec.snap_start) == ("1", ("live",), True)
+    assert (spec.published_version, spec.aliases, spec.snap_start) == ("1", ("live",), True)
     plain = snap.model.functions["plain"]
-    assert isinstance(plain, PublishedFunctionSpec) and not plain.snap_start
+    assert plain.published_version == "1" and not plain.snap_start
     assert not any("SnapStart" in u.detail for u in snap.model.unsupported)
     (api,) = snap.model.apis.values()
     assert [(r.path, r.function_name) for r in api.routes] == [("/info", "snap:live")]  # SAM: the alias
@@ -280,7 +278,7 @@ def test_what_lambda_refuses_with_snapstart_is_named_and_runs_without(tmp_path: 
     template.write_text(source)
     model = load_stack(template, parameter_overrides={"TraceFile": str(tmp_path / "trace")})
     spec = model.functions["snap"]
-    assert isinstance(spec, PublishedFunctionSpec) and not spec.snap_start
-    assert model.functions["init-fails"].snap_start  # type: ignore[attr-defined]
+    assert spec.published_version == "1" and not spec.snap_start
+    assert model.functions["init-fails"].snap_start
     (refusal,) = [u.detail for u in model.unsupported if "SnapStart" in u.detail]
     assert refusal == "SnapStart ignored: Lambda refuses it with EphemeralStorage 1024 MB > 512 MB"
