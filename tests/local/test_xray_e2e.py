@@ -214,16 +214,22 @@ def test_emf_metrics_reach_cloudwatch(runtime: LocalRuntime, orders: dict[str, s
     metric = next(m for m in listed if m["MetricName"] == "OrdersPlaced")
     assert {"Name": "flow", "Value": "express"} in metric["Dimensions"]
     now = datetime.datetime.now(tz=datetime.UTC)
-    stats = cw.get_metric_statistics(
-        Namespace="ShopFixture",
-        MetricName="OrdersPlaced",
-        Dimensions=metric["Dimensions"],
-        StartTime=now - datetime.timedelta(hours=1),
-        EndTime=now + datetime.timedelta(hours=1),
-        Period=7200,
-        Statistics=["Sum"],
-    )["Datapoints"]
-    assert [d["Sum"] for d in stats] == [2.0]
+
+    def sums() -> list[float] | None:
+        stats = cw.get_metric_statistics(
+            Namespace="ShopFixture",
+            MetricName="OrdersPlaced",
+            Dimensions=metric["Dimensions"],
+            StartTime=now - datetime.timedelta(hours=1),
+            EndTime=now + datetime.timedelta(hours=1),
+            Period=7200,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        found = [d["Sum"] for d in stats]
+        # The two orders' EMF lines may reach CloudWatch in different uploads: wait for the second one.
+        return found if sum(found) >= 2 else None
+
+    assert eventually(sums) == [2.0]
 
 
 def test_cli_traces_and_map_against_the_stack(
