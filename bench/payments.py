@@ -25,11 +25,14 @@ from pathlib import Path
 import boto3
 
 from bench.router_cold import ColdSamples, RouterTemplate, cold_summary, sample
-from bench.stats import Figures, figures, table
-from tests.app.stack import APPROVED, MERCHANT_A_KEY, PaymentsApi, StackProcess, payment_body
+from bench.stats import Figures, cpu_by_role, figures, table
+from tests.app.stack import APPROVED, MERCHANT_A_KEY, PaymentsApi, StackProcess, descendants, payment_body
 
 ACQUIRER_CALLS = 3  # tokenize + authorize + capture
 ISOLATED_COLD_STARTS = 5
+# The functions a sync payment waits for, one after the other (the webhook beside SNS/EventBridge branches).
+CRITICAL_PATH_FUNCTIONS = ("RouterFunction", "AuthorizeFunction", "CaptureFunction", "SendWebhookFunction")
+SETTLE_S = 2.0  # after the last payment: its stream record, logs and segments are still being processed
 TARGETS = "p50 <= 20 ms, p99 <= 60 ms at 0 ms; overhead <= 5 % at 300 ms; router cold start <= 300 ms"
 _INIT = re.compile(r"(?:Init|Restore) Duration: ([\d.]+) ms")  # on-demand, or SnapStart's restore
 _DURATION = re.compile(r"\tDuration: ([\d.]+) ms")
@@ -99,7 +102,7 @@ def _router_reports(stack: StackProcess) -> tuple[list[float], list[float]]:
     return inits, firsts
 
 
-def _measure(latency_ms: int, count: int, clients: int) -> tuple[list[Figures], ColdStart]:
+def _measure(latency_ms: int, count: int, clients: int) -> tuple[list[Figures], ColdStart, dict[str, float]]:
     stack = StackProcess(acquirer_latency_ms=latency_ms).start()
     try:
         stack.wait_for_acquirer()
@@ -116,7 +119,14 @@ def _measure(latency_ms: int, count: int, clients: int) -> tuple[list[Figures], 
             finally:
                 snapshot.close()
         label = f"acquirer {latency_ms:>3} ms, sync POST /payments"
+        family = [stack.pid, *descendants(stack.pid)]
+        cpu_before = cpu_by_role(family)
         samples, wall = _run(stack.api_url, count, 1)
+        time.sleep(SETTLE_S)
+        cpu_per_payment = {
+            name: 1000 * (seconds - cpu_before.get(name, 0.0)) / count
+            for name, seconds in cpu_by_role(family).items()
+        }
         rows = [figures(f"{label}, 1 client", samples, wall)]
         if clients > 1:
             # Warm until every function has its environments (cold starts apart): 4 x clients left a few to
@@ -125,7 +135,7 @@ def _measure(latency_ms: int, count: int, clients: int) -> tuple[list[Figures], 
             samples, wall = _run(stack.api_url, count, clients)
             rows.append(figures(f"{label}, {clients} clients", samples, wall))
         inits, firsts = _router_reports(stack)
-        return rows, ColdStart(first[0] * 1000, inits, firsts, isolated, isolated_snap)
+        return rows, ColdStart(first[0] * 1000, inits, firsts, isolated, isolated_snap), cpu_per_payment
     finally:
         code = stack.stop()
         if code != 0:
@@ -133,9 +143,9 @@ def _measure(latency_ms: int, count: int, clients: int) -> tuple[list[Figures], 
 
 
 def bench_payments(count: int, clients: int = 4) -> None:
-    fast_rows, cold = _measure(0, count, clients)
+    fast_rows, cold, cpu = _measure(0, count, clients)
     # Each payment waits 3 x 300 ms at the acquirer: fewer runs keep the suite short.
-    slow_rows, _ = _measure(300, max(10, count // 10), clients)
+    slow_rows, _, _ = _measure(300, max(10, count // 10), clients)
     slow_p50 = slow_rows[0].p50_ms
     acquirer_ms = ACQUIRER_CALLS * 300
     overhead = (slow_p50 - acquirer_ms) / slow_p50 * 100
@@ -156,11 +166,29 @@ def bench_payments(count: int, clients: int = 4) -> None:
                 "first POST on a fresh stack (router, authorize, capture all cold)": (
                     f"{cold.first_post_ms:.0f} ms"
                 ),
+                **cpu_summary(cpu),
                 "targets (issue 4)": TARGETS,
                 "met in this run": verdict(fast_rows[0], overhead, cold.isolated_snap),
             },
         )
     )
+
+
+def cpu_summary(cpu_ms: dict[str, float]) -> dict[str, str]:
+    """CPU per payment (1 client at 0 ms) of each process of the stack, and the part of it that is the
+    Lambda code a sync payment waits for, one function after the other: a floor under its latency on this
+    machine whatever the local runtime costs (the same code runs in Lambda)."""
+    critical = sum(ms for name, ms in cpu_ms.items() if name.endswith(CRITICAL_PATH_FUNCTIONS))
+    parts = ", ".join(
+        f"{name.removeprefix('Lambda ')} {ms:.1f}"
+        for name, ms in sorted(cpu_ms.items(), key=lambda kv: -kv[1])
+        if ms >= 0.05
+    )
+    total = sum(cpu_ms.values())
+    return {
+        "CPU per payment, ms (1 client at 0 ms, incl. its asynchronous work)": f"{total:.1f}: {parts}",
+        "of it, Lambda code on the sync path (router, authorize, capture, webhook)": f"{critical:.1f} ms",
+    }
 
 
 def verdict(fast: Figures, overhead_percent: float, snap_start: ColdSamples) -> str:

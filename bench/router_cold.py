@@ -206,7 +206,7 @@ class RouterTemplate:
 
     def __init__(self, stack: StackProcess, log: Path) -> None:
         assert stack._proc is not None
-        argv, env, self.cwd = _router_worker(stack._proc.pid)
+        argv, env, self.cwd = _router_worker(stack.pid)
         self.layers = argv[-1]
         self.head = argv[: argv.index("--snapshot")] if "--snapshot" in argv else argv[:-4]
         # On-demand copies get what Lambda gives an on-demand environment; the snapshot what SnapStart gives.

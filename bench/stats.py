@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,3 +55,37 @@ def cpu_seconds(pid: int) -> float:
         with contextlib.suppress(OSError):
             total += int((task / "schedstat").read_text().split()[0])
     return total / 1e9
+
+
+_ROLES = (
+    ("local", "server (local start)"),
+    ("simulators.acquirer", "acquirer simulator"),
+    ("simulators.merchant_webhooks", "webhook simulator"),
+)
+
+
+def role(pid: int) -> str:
+    """What a process of a local stack is: the Lambda function a worker runs (its AWS_LAMBDA_FUNCTION_NAME),
+    the server, a simulator, or its command line."""
+    with contextlib.suppress(OSError):
+        for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            if entry.startswith(b"AWS_LAMBDA_FUNCTION_NAME="):
+                return "Lambda " + entry.split(b"=", 1)[1].decode()
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    for needle, name in _ROLES:
+        if needle in argv:
+            return name
+    return " ".join(argv)[:60]
+
+
+def cpu_by_role(pids: Iterable[int]) -> dict[str, float]:
+    """CPU seconds the processes have used so far, summed per ``role``."""
+    totals: dict[str, float] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            name = role(pid)
+            totals[name] = totals.get(name, 0.0) + cpu_seconds(pid)
+    return totals

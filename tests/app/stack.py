@@ -401,6 +401,12 @@ class StackProcess:
         for line in self._proc.stderr:
             self.stderr_tail = [*self.stderr_tail[-199:], line.rstrip()]
 
+    @property
+    def pid(self) -> int:
+        """The `local start` process (its Lambda workers and sidecars are below it)."""
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
     def stop(self, timeout_s: float = 30.0) -> int:
         """SIGINT (Ctrl-C, as a user stops `make run`); the exit status."""
         proc = self._proc
