@@ -38,7 +38,15 @@ def log_group_name(function_name: str) -> str:
     return f"/aws/lambda/{function_name}"
 
 
+def _utf8_size(message: str) -> int:
+    # An ASCII line (nearly every log line: Powertools writes JSON with ensure_ascii) is its own length in
+    # bytes; only other lines are encoded to be measured.
+    return len(message) if message.isascii() else len(message.encode("utf-8"))
+
+
 def _truncate(message: str) -> str:
+    if message.isascii() and len(message) <= MAX_EVENT_BYTES:
+        return message
     data = message.encode("utf-8")
     if len(data) <= MAX_EVENT_BYTES:
         return message
@@ -51,7 +59,7 @@ def batches(events: list[tuple[int, str]]) -> list[list[tuple[int, str]]]:
     current: list[tuple[int, str]] = []
     size = 0
     for ts, msg in events:
-        cost = len(msg.encode("utf-8")) + EVENT_OVERHEAD
+        cost = _utf8_size(msg) + EVENT_OVERHEAD
         if current and (
             len(current) >= MAX_BATCH_EVENTS
             or size + cost > MAX_BATCH_BYTES

@@ -25,6 +25,8 @@ from local.cloudwatch_logs import (
     MAX_BATCH_SPAN_MS,
     MAX_EVENT_BYTES,
     CloudWatchLogsSink,
+    _truncate,
+    _utf8_size,
     batches,
     log_group_name,
 )
@@ -242,6 +244,32 @@ def test_batches_respect_put_log_events_limits() -> None:
     spread = batches([(0, "a"), (MAX_BATCH_SPAN_MS, "b"), (MAX_BATCH_SPAN_MS + 1, "c")])
     assert [[m for _, m in b] for b in spread] == [["a", "b"], ["c"]]
     assert batches([]) == []
+
+
+def test_ascii_fast_paths_measure_and_truncate_as_encoding_does() -> None:
+    """The write path measures ASCII lines by length and skips encoding them; every line, ASCII or not,
+    must be sized and truncated exactly as encoding it to UTF-8 would."""
+
+    def by_encoding(message: str) -> str:  # the stock rule: cut the UTF-8 bytes at the limit
+        data = message.encode("utf-8")
+        return message if len(data) <= MAX_EVENT_BYTES else data[:MAX_EVENT_BYTES].decode("utf-8", "ignore")
+
+    samples = [
+        "",
+        "START RequestId: 1 Version: $LATEST",
+        '{"level":"INFO","message":"caf\\u00e9"}',
+        "café ☕ 𝄞",
+        "a" * MAX_EVENT_BYTES,
+        "a" * (MAX_EVENT_BYTES + 1),
+        "a" * (MAX_EVENT_BYTES - 1) + "é",  # one byte too many only once encoded
+        "𝄞" * (MAX_EVENT_BYTES // 4 + 1),
+    ]
+    for message in samples:
+        assert _utf8_size(message) == len(message.encode("utf-8"))
+        assert _truncate(message) == by_encoding(message)
+    events = [(0, m) for m in samples] * 3
+    for batch in batches(events):
+        assert sum(len(m.encode("utf-8")) + EVENT_OVERHEAD for _, m in batch) <= MAX_BATCH_BYTES
 
 
 def test_oversized_line_is_truncated_to_the_event_limit(

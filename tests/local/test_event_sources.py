@@ -15,7 +15,7 @@ import pytest
 
 from local.clock import VirtualClock
 from local.errors import LocalRuntimeError
-from local.event_sources import EventSourceRunner, failed_message_ids
+from local.event_sources import EventSourceRunner, SqsPoller, failed_message_ids
 from local.model import EventSourceMappingSpec, QueueSpec, StackModel, SubscriptionSpec, TopicSpec
 from local.ports import InvokeResult, TooManyRequestsException
 from local.provision import client, provision
@@ -359,6 +359,52 @@ def test_concurrent_batches_bounded_by_maximum_concurrency(endpoint: str) -> Non
         release.set()
         wait_until(lambda: queue_depth(sqs, urls["wide"]) == 0)
     assert len(invoker.calls) == 4
+
+
+def test_idle_mapping_polls_with_one_poller_and_scales_up_when_messages_come(
+    endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the queue is empty only the lead poller long-polls (Lambda scales pollers with the backlog);
+    messages still reach MaximumConcurrency batches at once, and after them the mapping is idle again."""
+    receives: list[int] = []  # per ReceiveMessage call: which poller made it
+    original = SqsPoller._receive
+
+    def counted(poller: SqsPoller, count: int, wait: int) -> list[dict[str, Any]]:
+        receives.append(id(poller))
+        return original(poller, count, wait)
+
+    monkeypatch.setattr(SqsPoller, "_receive", counted)
+    release = threading.Event()
+    active, peak = [0], [0]
+    lock = threading.Lock()
+
+    def respond(_function: str, _event: dict[str, Any]) -> InvokeResult:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        release.wait(10)
+        with lock:
+            active[0] -= 1
+        return InvokeResult(payload=b"null")
+
+    mapping = _mapping("scaled", batch_size=1, maximum_concurrency=3)
+    model = _model([_queue("scaled", VisibilityTimeout="30")], [mapping])
+    with running(endpoint, model, respond) as (invoker, sqs, urls):
+        time.sleep(2.5)  # idle: about two 1-second long polls, all by the lead
+        assert len(receives) >= 2 and len(set(receives)) == 1, receives
+        lead = receives[0]
+        for i in range(5):
+            sqs.send_message(QueueUrl=urls["scaled"], MessageBody=str(i))
+        wait_until(lambda: active[0] == 3)
+        time.sleep(0.3)
+        assert peak[0] == 3 and len(set(receives)) == 3  # the other pollers joined in
+        release.set()
+        wait_until(lambda: queue_depth(sqs, urls["scaled"]) == 0)
+        time.sleep(3.0)  # idle again: the lead's empty poll sends the others back to waiting
+        settled = len(receives)
+        time.sleep(2.2)
+        assert 1 <= len(receives) - settled <= 3 and set(receives[settled:]) == {lead}, receives[settled:]
+    assert sorted(r["body"] for _, e, _ in invoker.calls for r in e["Records"]) == [str(i) for i in range(5)]
 
 
 def test_sns_lambda_subscription_is_bridged_with_sns_event_shape(endpoint: str) -> None:

@@ -274,6 +274,30 @@ def test_store_snapshots_documents() -> None:
     assert store.get_trace(trace)[0]["annotations"] == {"k": 1}
 
 
+def test_store_keeps_and_forwards_the_text_stock_json_makes() -> None:
+    """The store keeps each document as its compact JSON text and parses it on first read: the text
+    forwarded and the documents read back are exactly what json.dumps(..., default=str) / json.loads make,
+    and a document replaced after it was read is read in its new version."""
+    store = SegmentStore("http://127.0.0.1:1", flush_interval=3600)
+    store._start_locked = lambda: None  # type: ignore[method-assign]  # keep the text pending, unsent
+    trace = new_trace_id(0)
+    odd = segment(trace, annotations={"k": "café ☕", "n": 1.5, "b": True}, metadata={"when": Path("/x")})
+    plain = segment(trace, name="plain")
+    for doc in (odd, plain):
+        store.emit(doc)
+    stock = {d["id"]: json.dumps(d, separators=(",", ":"), default=str) for d in (odd, plain)}
+    assert {key[1]: text for key, text in store._pending.items()} == stock
+    expected = sorted((json.loads(t) for t in stock.values()), key=lambda d: d["start_time"])
+    assert store.get_trace(trace) == expected
+    assert store.get_trace(trace) == expected  # the second read is served parsed
+    assert sorted(store.traces()[trace], key=lambda d: d["start_time"]) == expected
+    store.emit({**plain, "name": "renamed"})
+    assert {d["name"] for d in store.get_trace(trace)} == {"svc", "renamed"}
+    assert store._pending[(trace, plain["id"])] == json.dumps(
+        {**plain, "name": "renamed"}, separators=(",", ":")
+    )
+
+
 def test_store_forwards_to_moto_batch_get_traces(endpoint: str, xray: Any) -> None:
     now = time.time()
     trace = new_trace_id(now)
@@ -409,6 +433,21 @@ def test_daemon_counts_malformed_and_keeps_running(
     assert d.stats.malformed == len(bad)
     assert [s["id"] for s in store.get_trace(trace)] == [good["id"]]
     assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 1
+
+
+def test_parse_datagram_reads_every_header_spelling_alike() -> None:
+    """The SDKs' header lines are recognised without parsing them; any other spelling of the same header is
+    still parsed, and the document is the same either way."""
+    doc = segment(new_trace_id(0))
+    body = json.dumps(doc).encode()
+    headers = [
+        b'{"format":"json","version":1}',
+        b'{"format": "json", "version": 1}',
+        b'{"version":1,"format":"json"}',
+    ]
+    assert [parse_datagram(h + b"\n" + body) for h in headers] == [doc] * 3
+    with pytest.raises(ValueError, match="protocol header"):
+        parse_datagram(b'{"format": "json", "version": 2}\n' + body)
 
 
 def test_parse_datagram_errors() -> None:
