@@ -1,10 +1,12 @@
-"""The simulators' HTTP transport (simulators/wsgi_server.py): keep-alive, TCP_NODELAY, a clean stop."""
+"""The simulators' HTTP transport (simulators/wsgi_server.py): keep-alive, TCP_NODELAY, one write per answer,
+a clean stop."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import socket
+import socketserver
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -77,3 +79,41 @@ def test_a_stopped_server_answers_nothing_even_on_a_kept_alive_connection() -> N
         connection.request("GET", "/second")
         connection.getresponse()
     connection.close()
+
+
+def test_an_answer_is_one_write(server: BackgroundWsgiServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Status line, headers and body leave in one send (one segment for the client), not two."""
+    writes: list[bytes] = []
+    writer: Any = socketserver._SocketWriter  # type: ignore[attr-defined]  # what a handler's wfile is
+    original = writer.write
+
+    def counting(self: Any, data: bytes) -> int:
+        writes.append(bytes(data))
+        return int(original(self, data))
+
+    monkeypatch.setattr(writer, "write", counting)
+    connection = _connection(server)
+    for method in ("POST", "HEAD"):
+        writes.clear()
+        connection.request(method, "/one", body=b'{"n": 2}' if method == "POST" else None)
+        answer = connection.getresponse()
+        body = answer.read()
+        assert len(writes) == 1
+        head, _, sent_body = writes[0].partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert sent_body == body == (b"" if method == "HEAD" else b'{"path": "/one", "got": "{\\"n\\": 2}"}')
+        full = json.dumps({"path": "/one", "got": '{"n": 2}' if method == "POST" else ""})
+        assert answer.getheader("Content-Length") == str(len(full))  # HEAD: the length without the body
+    connection.close()
+
+
+def test_an_http_0_9_request_gets_the_body_alone(server: BackgroundWsgiServer) -> None:
+    parts = urlsplit(server.url)
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=5) as raw:
+        raw.sendall(b"GET /old\r\n\r\n")  # the stdlib reads a header block even for HTTP/0.9
+        expected = b'{"path": "/old", "got": ""}'
+        received = b""
+        while len(received) < len(expected) and (chunk := raw.recv(4096)):
+            received += chunk
+    assert received == expected  # no status line, no headers (the connection is not closed, as before)
+
