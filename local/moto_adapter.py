@@ -8,7 +8,8 @@ so a moto upgrade fails loudly.
 
 What the hooks change, and why:
 - Lambda tasks call ``LambdaInvoker`` (moto's Lambda backend would need Docker to run code).
-- Integrations (``boto_client_for``) target our endpoint, not ``localhost:$MOTO_PORT``.
+- Integrations (``boto_client_for``) target our endpoint, not ``localhost:$MOTO_PORT``; served in process,
+  their JSON/query-protocol calls skip botocore's signing, endpoints and retries (``_EngineClient``).
 - JSONata evaluates with jsonata-python (moto's evaluator is never wired).
 - StartSyncExecution exists; StartExecution fixes names, EXPRESS ARNs, trace headers; SendTaskFailure keeps
   its cause; heartbeat timeouts are ``States.HeartbeatTimeout``.
@@ -36,6 +37,7 @@ import re
 import secrets
 import sys
 import threading
+import time
 import types
 import uuid
 from collections import OrderedDict
@@ -323,11 +325,7 @@ def _state_task_lambda_from_error(self: Any, env: Any, ex: Exception) -> Any:
 # b. Integrations: boto clients against our endpoint
 # ---------------------------------------------------------------------------------------------------------
 def _boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-    import boto3
-    from botocore.config import Config
-    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
-
-    from local.aws_endpoint import serve_in_process
+    from local.aws_endpoint import _IN_PROCESS
 
     cfg = _cfg()
     key = (region, service)
@@ -337,24 +335,206 @@ def _boto_client_for(region: str, service: str, state_credentials: Any = None) -
     with _clients_lock:  # creating boto3 clients is not thread-safe; using them is
         client = cfg.clients.get(key)
         if client is None:
-            session: Any = boto3.session.Session()
-            client = session.client(
-                service_name=service,
-                region_name=region,
-                endpoint_url=cfg.endpoint_url,
-                aws_access_key_id="local",
-                aws_secret_access_key="local",
-                config=Config(
-                    parameter_validation=False,
-                    inject_host_prefix=False,
-                    retries={"max_attempts": 0, "total_max_attempts": 1},
-                    connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
-                    read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
-                    max_pool_connections=64,
-                ),
-            )
-            cfg.clients[key] = serve_in_process(client)
+            client = stock_engine_client(region, service, cfg.endpoint_url)
+            app = _IN_PROCESS.get(cfg.endpoint_url)
+            if app is not None and DIRECT_SDK_CALLS:  # served by this process: skip botocore's transport
+                client = _EngineClient(client, app)
+            cfg.clients[key] = client
     return client
+
+
+def stock_engine_client(region: str, service: str, endpoint_url: str) -> Any:
+    """The engine's boto3 client for ``service`` with botocore's whole call path (answered in process when
+    this process serves ``endpoint_url``)."""
+    import boto3
+    from botocore.config import Config
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+
+    from local.aws_endpoint import serve_in_process
+
+    session: Any = boto3.session.Session()
+    client = session.client(
+        service_name=service,
+        region_name=region,
+        endpoint_url=endpoint_url,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(
+            parameter_validation=False,
+            inject_host_prefix=False,
+            retries={"max_attempts": 0, "total_max_attempts": 1},
+            connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+            read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+            max_pool_connections=64,
+        ),
+    )
+    return serve_in_process(client)
+
+
+# The engine's integrations (dynamodb:updateItem, sns:publish, events:putEvents, sqs:sendMessage, ...) ran
+# botocore's whole call per Task: endpoint ruleset, SigV4 signing, user-agent rebuild, retry bookkeeping,
+# request preparation and ~10 event emits cost ~1 ms a call, about a third of the server's CPU in those calls.
+# For the protocols below, _EngineClient keeps what decides the answer (botocore's own serializer, the events
+# whose handlers can change parameters or errors, botocore's own parser and exception classes) and hands the
+# request to the in-process endpoint directly. Anything else takes the stock client.
+_DIRECT_PROTOCOLS = frozenset({"json", "query"})
+DIRECT_SDK_CALLS = True  # False: the engine's clients take botocore's whole path (tests compare the two)
+_ONE_ATTEMPT = {"total_max_attempts": 1, "mode": "standard"}
+# The botocore handlers the direct path does not run, per event (tests/local/test_moto_contract.py pins them):
+# signing, user agent and retry headers, retries, auth-scheme choice. Each is a no-op for an in-process moto.
+SKIPPED_EVENT_HANDLERS: dict[str, frozenset[str]] = {
+    "before-endpoint-resolution": frozenset(),
+    "request-created": frozenset(
+        {
+            "RequestSigner.handler",
+            "MaxAttemptsSeeder.seed_max_attempts",
+            "UserAgentString.rebuild_and_replace_user_agent_handler",
+            "add_retry_headers",
+        }
+    ),
+    "choose-signer": frozenset({"set_operation_specific_signer", "_set_auth_scheme_preference_signer"}),
+    "before-sign": frozenset(),
+    "needs-retry": frozenset({"RetryHandler.needs_retry"}),
+    "before-parse": frozenset(),
+    "response-received": frozenset(),
+}
+
+
+class _Prepared:
+    """What ``_dispatch_in_process`` reads of a botocore request."""
+
+    __slots__ = ("body", "headers", "method", "url")
+
+    def __init__(self, method: str, url: str, headers: dict[str, Any], body: bytes) -> None:
+        self.method, self.url, self.headers, self.body = method, url, headers, body
+
+
+class _EngineClient:
+    """A boto3 client of the in-process endpoint whose JSON/query-protocol operations skip botocore's
+    transport (same parameters, body, answer, parsed result and exception classes); every other attribute,
+    and every operation it cannot send that way, is the wrapped client's."""
+
+    def __init__(self, client: Any, app: Any) -> None:
+        meta = client.meta
+        self._client, self._app = client, app
+        self._service_id = meta.service_model.service_id.hyphenize()
+        self._serializer = client._serializer
+        self._parser = client._endpoint._response_parser_factory.create_parser(
+            meta.service_model.resolved_protocol
+        )
+        self._user_agent = client._user_agent_creator.to_string()
+        self._scope = f"{meta.region_name}/{meta.service_model.signing_name}/aws4_request"
+        self._access_key = client._request_signer._credentials.access_key
+        # one attempt in standard mode: botocore's retry handler then only marks MaxAttemptsReached (below)
+        retries = meta.config.retries or {}
+        self._direct = meta.service_model.resolved_protocol in _DIRECT_PROTOCOLS and retries == _ONE_ATTEMPT
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        op_name = self._client.meta.method_to_api_mapping.get(name)
+        if op_name is None or not self._direct:
+            return attr
+        op = self._client.meta.service_model.operation_model(op_name)
+        if not _sendable_directly(op):
+            return attr
+        method = functools.partial(self._call, op)
+        setattr(self, name, method)  # found once; later calls skip __getattr__
+        return method
+
+    def _call(self, op: Any, **params: Any) -> Any:
+        """botocore's ``_make_api_call`` for one operation of a served-in-process endpoint."""
+        from botocore.awsrequest import prepare_request_dict
+        from botocore.hooks import first_non_none_response
+
+        meta = self._client.meta
+        events, event_suffix = meta.events, f"{self._service_id}.{op.name}"
+        context: dict[str, Any] = {  # what botocore's handlers may read of its request context
+            "client_region": meta.region_name,
+            "client_config": meta.config,
+            "has_streaming_input": op.has_streaming_input,
+            "auth_type": op.resolved_auth_type,
+            "unsigned_payload": op.unsigned_payload,
+            "auth_options": meta.service_model.metadata.get("auth"),
+        }
+        responses = events.emit(
+            f"provide-client-params.{event_suffix}", params=params, model=op, context=context
+        )
+        params = first_non_none_response(responses, default=params)
+        events.emit(f"before-parameter-build.{event_suffix}", params=params, model=op, context=context)
+        request = self._serializer.serialize_to_request(params, op)
+        request.pop("host_prefix", None)  # the engine's clients never inject host prefixes
+        prepare_request_dict(
+            request, endpoint_url=meta.endpoint_url, user_agent=self._user_agent, context=context
+        )
+        _, answer = events.emit_until_response(
+            f"before-call.{event_suffix}",
+            model=op,
+            params=request,
+            request_signer=self._client._request_signer,
+            context=context,
+        )
+        if answer is not None:  # a stubber's canned answer, as botocore honours it
+            http, parsed = answer
+        else:
+            http, parsed = self._send(op, request)
+        events.emit(
+            f"after-call.{event_suffix}", http_response=http, parsed=parsed, model=op, context=context
+        )
+        if http.status_code >= 300:
+            code = context.get("error_code_override") or parsed.get("Error", {}).get("Code")
+            raise self._client.exceptions.from_code(code)(parsed, op.name)
+        return parsed
+
+    def _send(self, op: Any, request: dict[str, Any]) -> tuple[Any, Any]:
+        from botocore.endpoint import convert_to_response_dict
+
+        from local.aws_endpoint import _dispatch_in_process
+
+        body = request["body"]
+        if isinstance(body, dict):  # query protocol: form-encoded as AWSPreparedRequest does
+            from urllib.parse import urlencode
+
+            body = urlencode(
+                [
+                    (k.encode() if isinstance(k, str) else k, v.encode() if isinstance(v, str) else v)
+                    for k, v in body.items()
+                ],
+                doseq=True,
+            )
+        data = body.encode() if isinstance(body, str) else bytes(body or b"")
+        now = time.gmtime()
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", now)
+        headers = dict(request["headers"])
+        headers["X-Amz-Date"] = amz_date
+        headers["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={self._access_key}/{amz_date[:8]}/{self._scope}, "
+            f"SignedHeaders={';'.join(sorted(h.lower() for h in headers if h != 'User-Agent'))}, "
+            "Signature=in-process"
+        )
+        headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
+        headers["amz-sdk-request"] = "attempt=1; max=1"
+        http = _dispatch_in_process(self._app, _Prepared(request["method"], request["url"], headers, data))
+        response = convert_to_response_dict(http, op)
+        parsed = self._parser.parse(response, op.output_shape)
+        if http.status_code >= 300:
+            self._client._endpoint._add_modeled_error_fields(response, parsed, op, self._parser)
+        parsed.setdefault("ResponseMetadata", {})["MaxAttemptsReached"] = True  # the retry handler's mark
+        parsed["ResponseMetadata"]["RetryAttempts"] = 0
+        return http, parsed
+
+
+def _sendable_directly(op: Any) -> bool:
+    """An operation whose request is all in its serialized body: no streams, checksums, compression."""
+    return not (
+        op.has_streaming_input
+        or op.has_streaming_output
+        or op.has_event_stream_input
+        or op.has_event_stream_output
+        or op.http_checksum
+        or op.http_checksum_required
+        or op.request_compression
+        or op.endpoint
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -611,6 +611,51 @@ def test_importers_of_boto_client_for_are_all_rebound() -> None:
             assert module.boto_client_for is moto_adapter._boto_client_for, name
 
 
+@pytest.mark.parametrize("service", ["dynamodb", "sqs", "sns", "events", "stepfunctions", "secretsmanager"])
+def test_engine_client_skips_only_the_botocore_handlers_it_names(service: str) -> None:
+    """The engine's direct client (_EngineClient) does not emit botocore's signing, retry, endpoint and send
+    events: a botocore upgrade that hangs another handler on one of them must fail here. It relies on the
+    client internals read below, and emits the other events itself."""
+    client = moto_adapter.stock_engine_client("eu-west-1", service, "http://127.0.0.1:1")
+    model = client.meta.service_model
+    op = model.operation_model(model.operation_names[0])
+    emitter = client.meta.events._emitter
+    for event, expected in moto_adapter.SKIPPED_EVENT_HANDLERS.items():
+        handlers = emitter._handlers.prefix_search(f"{event}.{model.service_id.hyphenize()}.{op.name}")
+        assert {h.__qualname__ for h in handlers} == expected, event
+    assert client.meta.config.retries == moto_adapter._ONE_ATTEMPT
+    assert callable(client._serializer.serialize_to_request) and client._user_agent_creator.to_string()
+    assert client._request_signer._credentials.access_key == "local"
+    assert client._endpoint._response_parser_factory.create_parser(model.resolved_protocol)
+    assert params(client._endpoint._add_modeled_error_fields) == [
+        "response_dict",
+        "parsed_response",
+        "operation_model",
+        "parser",
+    ]
+
+
+def test_engine_services_call_their_client_by_attribute() -> None:
+    """moto's integrations call ``getattr(client, api_action)(**parameters)`` (or a named method): what
+    _EngineClient.__getattr__ answers. A call that read another attribute would reach the wrapped client."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_aws_sdk,
+        state_task_service_dynamodb,
+        state_task_service_events,
+        state_task_service_sns,
+        state_task_service_sqs,
+    )
+
+    for module in (
+        state_task_service_aws_sdk,
+        state_task_service_dynamodb,
+        state_task_service_events,
+        state_task_service_sns,
+        state_task_service_sqs,
+    ):
+        assert re.search(r"getattr\(\w+_client, api_action\)\(\*\*normalised_parameters\)", source(module))
+
+
 def test_reinstall_swaps_configuration() -> None:
     clock = VirtualClock(start=1000.0)
     moto_adapter.install(clock=clock, lambda_invoker=_NoInvoker(), endpoint_url="http://127.0.0.1:2")
