@@ -32,10 +32,14 @@ def aws_client(service: str) -> Any:
 
     A client made from its own ``boto3.session.Session()`` (the Powertools default) scans botocore's data
     directory and parses the service model again (~70 ms each); from a shared session the next one is ~3 ms.
+    Per call (every one is on a payment's critical path): no client-side parameter validation, a documented
+    production setting (~0.2 ms a DynamoDB call): our calls have fixed shapes, and the service still
+    validates them.
     """
     import boto3
+    from botocore.config import Config
 
-    return boto3.client(service)  # type: ignore[call-overload]
+    return boto3.client(service, config=Config(parameter_validation=False))  # type: ignore[call-overload]
 
 
 def prime(*services: str) -> None:
