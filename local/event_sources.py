@@ -176,7 +176,8 @@ class SqsPoller:
 
     def run(self) -> None:
         while not self.stop.is_set():
-            if not self.lead and not self.demand.wait(1.0):
+            # stop() sets demand too: a woken poller must not start a long poll then (stop would wait for it)
+            if not self.lead and (not self.demand.wait(1.0) or self.stop.is_set()):
                 continue
             try:
                 batch = self.gather()

@@ -622,7 +622,10 @@ def test_engine_client_skips_only_the_botocore_handlers_it_names(service: str) -
     emitter = client.meta.events._emitter
     for event, expected in moto_adapter.SKIPPED_EVENT_HANDLERS.items():
         handlers = emitter._handlers.prefix_search(f"{event}.{model.service_id.hyphenize()}.{op.name}")
-        assert {h.__qualname__ for h in handlers} == expected, event
+        # botocore's own: a library imported in the same process may add its own (Powertools registers a
+        # user-agent feature on request-created; skipping it only changes an in-process call's User-Agent)
+        own = {h.__qualname__ for h in handlers if h.__module__.startswith("botocore")}
+        assert own == expected, event
     assert client.meta.config.retries == moto_adapter._ONE_ATTEMPT
     assert callable(client._serializer.serialize_to_request) and client._user_agent_creator.to_string()
     assert client._request_signer._credentials.access_key == "local"
