@@ -334,21 +334,28 @@ def test_throttled_invocation_is_retried_without_loss(endpoint: str) -> None:
     }  # same message each time
 
 
-def test_concurrent_batches_bounded_by_maximum_concurrency(endpoint: str) -> None:
-    release = threading.Event()
-    active = [0]
-    peak = [0]
-    lock = threading.Lock()
+class _HeldInvocations:
+    """A function whose invocations wait until ``release`` is set; counts how many run at once."""
 
-    def respond(_function: str, _event: dict[str, Any]) -> InvokeResult:
-        with lock:
-            active[0] += 1
-            peak[0] = max(peak[0], active[0])
-        release.wait(10)
-        with lock:
-            active[0] -= 1
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.active = [0]
+        self.peak = [0]
+        self._lock = threading.Lock()
+
+    def __call__(self, _function: str, _event: dict[str, Any]) -> InvokeResult:
+        with self._lock:
+            self.active[0] += 1
+            self.peak[0] = max(self.peak[0], self.active[0])
+        self.release.wait(10)
+        with self._lock:
+            self.active[0] -= 1
         return InvokeResult(payload=b"null")
 
+
+def test_concurrent_batches_bounded_by_maximum_concurrency(endpoint: str) -> None:
+    respond = _HeldInvocations()
+    release, active, peak = respond.release, respond.active, respond.peak
     model = _model([_queue("wide", VisibilityTimeout="30")], [_mapping("wide", batch_size=1)])  # default 2
     with running(endpoint, model, respond) as (invoker, sqs, urls):
         for i in range(4):
@@ -374,18 +381,8 @@ def test_idle_mapping_polls_with_one_poller_and_scales_up_when_messages_come(
         return original(poller, count, wait)
 
     monkeypatch.setattr(SqsPoller, "_receive", counted)
-    release = threading.Event()
-    active, peak = [0], [0]
-    lock = threading.Lock()
-
-    def respond(_function: str, _event: dict[str, Any]) -> InvokeResult:
-        with lock:
-            active[0] += 1
-            peak[0] = max(peak[0], active[0])
-        release.wait(10)
-        with lock:
-            active[0] -= 1
-        return InvokeResult(payload=b"null")
+    respond = _HeldInvocations()
+    release, active, peak = respond.release, respond.active, respond.peak
 
     mapping = _mapping("scaled", batch_size=1, maximum_concurrency=3)
     model = _model([_queue("scaled", VisibilityTimeout="30")], [mapping])
