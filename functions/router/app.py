@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, wraps
 from typing import Annotated, Any
 from uuid import uuid4
 
@@ -243,9 +244,22 @@ def _act(action: str, payment_id: str, request: BaseModel, idempotency_key: str)
     return _json(answer["status_code"], answer["body"])
 
 
+def _body_as_text(function: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """The answer's body as the JSON text sent: Powertools stores an answer with its keys sorted, so a replay
+    of a dict body would be the same JSON in another order; of the text, the same bytes (as Stripe's)."""
+
+    @wraps(function)
+    def answer_with_text(**kwargs: Any) -> dict[str, Any]:
+        answer = function(**kwargs)
+        return {**answer, "body": json.dumps(answer["body"])}
+
+    return answer_with_text
+
+
 @idempotent_function(
     data_keyword_argument="data", persistence_store=action_persistence, config=idempotency_config
 )
+@_body_as_text
 def _act_once(*, data: dict[str, Any], merchant: str, idempotency_key: str) -> dict[str, Any]:
     """Capture, cancel or refund, once per (merchant, Idempotency-Key)."""
     request = data["request"]
@@ -275,6 +289,7 @@ def _act_once(*, data: dict[str, Any], merchant: str, idempotency_key: str) -> d
 
 
 @idempotent_function(data_keyword_argument="data", persistence_store=persistence, config=idempotency_config)
+@_body_as_text
 def _create_once(*, data: dict[str, Any], merchant: str, request: CreatePaymentRequest) -> dict[str, Any]:
     """Runs once per (merchant, Idempotency-Key); its return value (status and body) is what replays get."""
     try:
@@ -473,9 +488,11 @@ def _sfn() -> Any:
 # --- errors -------------------------------------------------------------------------------------------------
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+def _json(status: int, body: dict[str, Any] | str, headers: dict[str, str] | None = None) -> Response[Any]:
+    """``body``: a dict, or the JSON text of one (an idempotent answer, see _body_as_text)."""
+    text = body if isinstance(body, str) else json.dumps(body)
     kind = content_types.APPLICATION_JSON
-    return Response(status_code=status, content_type=kind, body=json.dumps(body), headers=headers)
+    return Response(status_code=status, content_type=kind, body=text, headers=headers)
 
 
 @app.exception_handler(PaymentError)

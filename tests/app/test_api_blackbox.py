@@ -91,7 +91,7 @@ def test_same_idempotency_key_and_body_replays_the_first_answer(
     first = api.create(payment_body(APPROVED), key)
     again = api.create(payment_body(APPROVED), key)
     assert first.status_code == again.status_code == 200
-    assert again.json() == first.json()
+    assert again.content == first.content  # the same bytes, as Stripe replays
     assert len(authorizations_for(stack.acquirer_url, first.json()["id"])) == 1  # charged once
 
 

@@ -201,6 +201,15 @@ def test_same_key_same_body_replays_the_first_answer(router: ModuleType) -> None
     assert len(router.fake_workflow.calls) == 1
 
 
+def test_a_replay_is_the_same_bytes_as_the_first_answer(router: ModuleType) -> None:
+    """Powertools would store a dict body with sorted keys: the answer is stored as the text that was sent."""
+    first = router.handler(payment_event(key="bytes"), FakeContext())
+    again = router.handler(payment_event(key="bytes"), FakeContext())
+    assert first["statusCode"] == again["statusCode"] == 200
+    assert again["body"] == first["body"]
+    assert len(router.fake_workflow.calls) == 1
+
+
 def test_same_key_other_body_is_422(router: ModuleType) -> None:
     assert call(router, payment_event(key="k-x", amount=5000))[0] == 200
     status, body = call(router, payment_event(key="k-x", amount=5001))
