@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bench.stats import Figures, children, cpu_seconds, figures, table
+from bench.stats import Figures, children, cpu_seconds, environment, figures, table
 from local.lambda_runtime.snapstart import RestoredProcess, SnapshotProcess
 from tests.app.stack import APPROVED, MERCHANT_A_KEY, PaymentsApi, StackProcess, payment_body
 
@@ -42,10 +42,9 @@ def _router_worker(stack_pid: int) -> tuple[list[str], dict[str, str], str]:
         pid = stack.pop()
         stack += children(pid)
         try:
-            raw = Path(f"/proc/{pid}/environ").read_bytes()
+            env = environment(pid)
         except OSError:
             continue
-        env = dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
         if env.get("AWS_LAMBDA_FUNCTION_NAME", "").endswith(_SUFFIX):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
             return argv, env, os.readlink(f"/proc/{pid}/cwd")

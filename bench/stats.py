@@ -64,13 +64,19 @@ _ROLES = (
 )
 
 
+def environment(pid: int) -> dict[str, str]:
+    """The environment the process started with (``/proc/<pid>/environ``); OSError once it has ended."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
 def role(pid: int) -> str:
     """What a process of a local stack is: the Lambda function a worker runs (its AWS_LAMBDA_FUNCTION_NAME),
     the server, a simulator, or its command line."""
-    with contextlib.suppress(OSError):
-        for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-            if entry.startswith(b"AWS_LAMBDA_FUNCTION_NAME="):
-                return "Lambda " + entry.split(b"=", 1)[1].decode()
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        function = environment(pid).get("AWS_LAMBDA_FUNCTION_NAME")
+        if function:
+            return "Lambda " + function
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
